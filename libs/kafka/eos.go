@@ -1,0 +1,175 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Transform turns one poll's input records into the records to produce, all in one Kafka
+// transaction. It must be deterministic and its side effects outside Kafka replay-safe: after an
+// abort the same input comes again. An error aborts the transaction and the input is retried;
+// input that can never succeed should become a DeadLetter record instead of an error.
+type Transform func(ctx context.Context, in []*kgo.Record) ([]*kgo.Record, error)
+
+// EOSConfig configures one exactly-once consume-transform-produce loop.
+type EOSConfig struct {
+	Brokers []string
+	Group   string
+	// TransactionalID must be stable for one process instance and unique among instances.
+	TransactionalID string
+	InputTopics     []string
+	// MaxPollRecords bounds one transaction's size.
+	MaxPollRecords int
+	// RetryBackoff is the pause after a failed transform before the input is retried.
+	RetryBackoff time.Duration
+	// ExtraOpts are appended to the client options (tests, tuning).
+	ExtraOpts []kgo.Opt
+}
+
+// EOSStats counts what the loop did; read with Load.
+type EOSStats struct {
+	Committed atomic.Int64 // transactions committed
+	Aborted   atomic.Int64 // transactions aborted (transform error, produce error, rebalance)
+	Records   atomic.Int64 // input records committed
+}
+
+// EOS runs a Transform inside Kafka transactions: read-committed input, outputs and input
+// offsets committed atomically, so each input record's outputs appear exactly once.
+type EOS struct {
+	cfg       EOSConfig
+	transform Transform
+	log       *slog.Logger
+	Stats     EOSStats
+}
+
+// NewEOS validates cfg and returns a loop; nothing connects until Run.
+func NewEOS(cfg EOSConfig, transform Transform, log *slog.Logger) (*EOS, error) {
+	switch {
+	case len(cfg.Brokers) == 0:
+		return nil, errors.New("eos: no brokers")
+	case cfg.Group == "":
+		return nil, errors.New("eos: no consumer group")
+	case cfg.TransactionalID == "":
+		return nil, errors.New("eos: no transactional id")
+	case len(cfg.InputTopics) == 0:
+		return nil, errors.New("eos: no input topics")
+	}
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 500
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 500 * time.Millisecond
+	}
+	return &EOS{cfg: cfg, transform: transform, log: log.With("group", cfg.Group)}, nil
+}
+
+func (e *EOS) newSession() (*kgo.GroupTransactSession, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(e.cfg.Brokers...),
+		kgo.TransactionalID(e.cfg.TransactionalID),
+		kgo.TransactionTimeout(60 * time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumerGroup(e.cfg.Group),
+		kgo.ConsumeTopics(e.cfg.InputTopics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+	}, e.cfg.ExtraOpts...)
+	return kgo.NewGroupTransactSession(opts...)
+}
+
+// Run processes until ctx ends, then returns nil after the open transaction ended. A session
+// whose End failed (fenced, coordinator trouble) is closed and replaced.
+func (e *EOS) Run(ctx context.Context) error {
+	for {
+		sess, err := e.newSession()
+		if err != nil {
+			return fmt.Errorf("eos session: %w", err)
+		}
+		err = e.runSession(ctx, sess)
+		sess.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		e.log.Warn("eos session failed; starting a new one", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(e.cfg.RetryBackoff):
+		}
+	}
+}
+
+// runSession returns nil when ctx ends, an error when the session must be replaced.
+func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	for {
+		fetches := sess.PollRecords(ctx, e.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			e.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		if err := e.transact(ctx, sess, recs); err != nil {
+			return err
+		}
+	}
+}
+
+// transact runs one transaction. Once begun, a transaction is finished even when ctx ends
+// (shutdown): an abandoned one would hold back read-committed consumers until it times out.
+func (e *EOS) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record) error {
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	out, terr := e.transform(ctx, recs)
+	if terr != nil {
+		// Abort rewinds the session to the committed offsets: the same input comes again.
+		if ctx.Err() == nil {
+			e.log.Error("transform failed; aborting and retrying", "records", len(recs), "err", terr)
+		}
+		if _, err := sess.End(tctx, kgo.TryAbort); err != nil {
+			return fmt.Errorf("abort transaction: %w", err)
+		}
+		e.Stats.Aborted.Add(1)
+		select {
+		case <-ctx.Done():
+		case <-time.After(e.cfg.RetryBackoff):
+		}
+		return nil
+	}
+	promise := kgo.AbortingFirstErrPromise(sess.Client())
+	for _, r := range out {
+		sess.Produce(tctx, r, promise.Promise())
+	}
+	produceErr := promise.Err()
+	committed, err := sess.End(tctx, kgo.TransactionEndTry(produceErr == nil))
+	if err != nil {
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	if !committed {
+		e.Stats.Aborted.Add(1)
+		e.log.Warn("transaction aborted; input will be reprocessed", "records", len(recs), "produce_err", produceErr)
+		return nil
+	}
+	e.Stats.Committed.Add(1)
+	e.Stats.Records.Add(int64(len(recs)))
+	return nil
+}

@@ -1,0 +1,204 @@
+// Package sink consumes Kafka topics into Postgres exactly once: each batch's effects and the
+// next offsets are written in one Postgres transaction, and consumption resumes from the offsets
+// stored there. Kafka's own committed offsets are only updated for lag monitoring.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/vigil-fraud/vigil/libs/postgres"
+)
+
+// Handler applies records inside tx. It only ever sees records not applied before. An error
+// rolls the batch back and it is retried; records that can never apply must be handled (dead
+// letter, skip with a log) rather than returned as errors.
+type Handler func(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error
+
+// Config of one sink.
+type Config struct {
+	Brokers []string
+	// Name identifies the sink: its consumer group and its rows in kafka_offsets.
+	Name         string
+	Topics       []string
+	MaxPoll      int
+	RetryBackoff time.Duration
+	ExtraOpts    []kgo.Opt
+}
+
+// Sink is one running consumer.
+type Sink struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	handler Handler
+	log     *slog.Logger
+	cl      *kgo.Client
+	// Applied counts records applied (committed in Postgres).
+	Applied atomic.Int64
+}
+
+// New builds the consumer; it connects lazily.
+func New(cfg Config, pool *pgxpool.Pool, h Handler, log *slog.Logger) (*Sink, error) {
+	if cfg.Name == "" || len(cfg.Topics) == 0 || len(cfg.Brokers) == 0 {
+		return nil, errors.New("sink: name, topics and brokers are required")
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 1000
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 500 * time.Millisecond
+	}
+	s := &Sink{cfg: cfg, pool: pool, handler: h, log: log.With("sink", cfg.Name)}
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Name),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until the batch in hand is committed to Postgres.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AdjustFetchOffsetsFn(s.offsetsFromPostgres),
+	}, cfg.ExtraOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s client: %w", cfg.Name, err)
+	}
+	s.cl = cl
+	return s, nil
+}
+
+// offsetsFromPostgres replaces the group's offsets for newly assigned partitions with the ones
+// stored beside the data.
+func (s *Sink) offsetsFromPostgres(ctx context.Context, in map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	rows, err := s.pool.Query(ctx, `SELECT topic, partition, next_offset FROM kafka_offsets WHERE consumer = $1`, s.cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("load offsets of %s: %w", s.cfg.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var topic string
+		var p int32
+		var next int64
+		if err := rows.Scan(&topic, &p, &next); err != nil {
+			return nil, err
+		}
+		if parts, ok := in[topic]; ok {
+			if _, ok := parts[p]; ok {
+				parts[p] = kgo.NewOffset().At(next)
+			}
+		}
+	}
+	return in, rows.Err()
+}
+
+// Run consumes until ctx ends.
+func (s *Sink) Run(ctx context.Context) error {
+	defer s.cl.Close()
+	for {
+		fetches := s.cl.PollRecords(ctx, s.cfg.MaxPoll)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			s.cl.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			s.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) > 0 {
+			if err := s.applyWithRetry(ctx, recs); err != nil {
+				s.cl.AllowRebalance()
+				return nil // ctx ended
+			}
+			// Best effort: lets lag tools see progress; Postgres holds the truth.
+			s.cl.CommitRecords(ctx, recs...)
+		}
+		s.cl.AllowRebalance()
+	}
+}
+
+func (s *Sink) applyWithRetry(ctx context.Context, recs []*kgo.Record) error {
+	for {
+		n, err := s.apply(ctx, recs)
+		if err == nil {
+			s.Applied.Add(int64(n))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.log.Error("apply batch failed; retrying", "records", len(recs), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.cfg.RetryBackoff):
+		}
+	}
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// apply writes one batch and its offsets in one transaction. Records below the stored offsets
+// (a replay after a crash between Postgres commit and anything else) are dropped first, under a
+// row lock, so two consumers racing on one partition cannot both apply them.
+func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (int, error) {
+	applied := 0
+	err := postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		next := map[tp]int64{}
+		for _, r := range recs {
+			k := tp{r.Topic, r.Partition}
+			if _, ok := next[k]; ok {
+				continue
+			}
+			var stored int64
+			err := tx.QueryRow(ctx, `SELECT next_offset FROM kafka_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
+				s.cfg.Name, r.Topic, r.Partition).Scan(&stored)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				stored = -1
+			case err != nil:
+				return fmt.Errorf("lock offset %s/%d: %w", r.Topic, r.Partition, err)
+			}
+			next[k] = stored
+		}
+		fresh := make([]*kgo.Record, 0, len(recs))
+		for _, r := range recs {
+			k := tp{r.Topic, r.Partition}
+			if r.Offset < next[k] {
+				continue
+			}
+			fresh = append(fresh, r)
+			next[k] = r.Offset + 1
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		if err := s.handler(ctx, tx, fresh); err != nil {
+			return err
+		}
+		for k, off := range next {
+			if off < 0 {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO kafka_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+				s.cfg.Name, k.topic, k.partition, off); err != nil {
+				return fmt.Errorf("store offset %s/%d: %w", k.topic, k.partition, err)
+			}
+		}
+		applied = len(fresh)
+		return nil
+	})
+	return applied, err
+}
