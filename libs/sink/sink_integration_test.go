@@ -1,0 +1,129 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/libs/testinfra"
+)
+
+// insertValues stores each record's value; value is the primary key, so a record applied
+// twice fails the batch loudly instead of hiding as a duplicate.
+func insertValues(failEvery int64) Handler {
+	var calls atomic.Int64
+	return func(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
+		if failEvery > 0 && calls.Add(1)%failEvery == 0 {
+			return errors.New("injected failure")
+		}
+		rows := make([][]any, len(recs))
+		for i, r := range recs {
+			rows[i] = []any{string(r.Value), r.Partition, r.Offset}
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_test"}, []string{"value", "partition", "kafka_offset"}, pgx.CopyFromRows(rows))
+		return err
+	}
+}
+
+func runUntil(t *testing.T, s *Sink, stop func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for !stop() {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("sink did not finish; applied %d", s.Applied.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func count(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM sink_test`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestSinkAppliesEachRecordOnceAcrossRestartsAndRewinds(t *testing.T) {
+	t.Parallel()
+	brokers := testinfra.KafkaBrokers(t)
+	pool, _ := testinfra.NewDatabase(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE sink_test (value text PRIMARY KEY, partition int, kafka_offset bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	topic, name := testinfra.UniqueName("sink-"), testinfra.UniqueName("sink-group-")
+	cl, err := kgo.NewClient(kafka.ProducerOptions(brokers)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, 3, topic); err != nil {
+		t.Fatal(err)
+	}
+	produce := func(from, to int) {
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			recs = append(recs, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i%11), Value: fmt.Appendf(nil, "v%05d", i)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	newSink := func(failEvery int64) *Sink {
+		s, err := New(Config{Brokers: brokers, Name: name, Topics: []string{topic}, MaxPoll: 50, RetryBackoff: 5 * time.Millisecond},
+			pool, insertValues(failEvery), log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	produce(0, 1000)
+	// First run with failing batches (rolled back and retried), stopped once all are in.
+	runUntil(t, newSink(4), func() bool { return count(t, pool) >= 1000 })
+
+	// Rewind the group's Kafka offsets to the start, as an operator mistake or a lost commit
+	// would: the offsets in Postgres must win and nothing is applied twice.
+	adm := kadm.NewClient(cl)
+	if _, err := adm.DeleteGroup(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	produce(1000, 1500)
+	second := newSink(0)
+	runUntil(t, second, func() bool { return count(t, pool) >= 1500 })
+	time.Sleep(500 * time.Millisecond)
+	if n := count(t, pool); n != 1500 {
+		t.Fatalf("rows = %d, want 1500", n)
+	}
+	if got := second.Applied.Load(); got != 500 {
+		t.Fatalf("second run applied %d records, want only the 500 new ones", got)
+	}
+	var stored int64
+	if err := pool.QueryRow(ctx, `SELECT sum(next_offset) FROM kafka_offsets WHERE consumer = $1 AND topic = $2`, name, topic).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 1500 {
+		t.Fatalf("stored offsets sum to %d, want 1500", stored)
+	}
+}

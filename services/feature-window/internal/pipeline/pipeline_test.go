@@ -1,0 +1,130 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/models/features"
+	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/feature-window/internal/window"
+)
+
+// fakeWindows counts per account in memory, idempotent by transaction id like the real store.
+type fakeWindows struct {
+	seen map[string]map[string]time.Time
+	err  error
+}
+
+func (f *fakeWindows) AddAndCount(_ context.Context, evs []window.Event) ([]int64, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if f.seen == nil {
+		f.seen = map[string]map[string]time.Time{}
+	}
+	out := make([]int64, len(evs))
+	for i, ev := range evs {
+		m := f.seen[ev.AccountID]
+		if m == nil {
+			m = map[string]time.Time{}
+			f.seen[ev.AccountID] = m
+		}
+		m[ev.TransactionID] = ev.EventTime
+		for _, t := range m {
+			if t.After(ev.EventTime.Add(-time.Hour)) && !t.After(ev.EventTime) {
+				out[i]++
+			}
+		}
+	}
+	return out, nil
+}
+
+func txRecord(t *testing.T, id, account string, at time.Time, amount int64) *kgo.Record {
+	t.Helper()
+	r, err := kafka.NewRecord("tx.v1", account, &fraudv1.Transaction{
+		Id: id, AccountId: account, AmountMinor: amount, Currency: "EUR", EventTime: timestamppb.New(at),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestTransform(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	garbage := &kgo.Record{Topic: "tx.v1", Key: []byte("a"), Value: []byte{0xff, 0x01}}
+	in := []*kgo.Record{
+		txRecord(t, "s:1", "acct-1", t0, 1000),
+		garbage,
+		txRecord(t, "s:2", "acct-1", t0.Add(10*time.Minute), 2500),
+		txRecord(t, "s:3", "acct-2", t0.Add(10*time.Minute), 100),
+		txRecord(t, "s:4", "acct-1", t0.Add(2*time.Hour), 100), // the first two fell out of its hour
+	}
+	p := New(&fakeWindows{}, "features.v1", func() time.Time { return t0 })
+	out, err := p.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 5 {
+		t.Fatalf("got %d records, want 5", len(out))
+	}
+	if out[0].Topic != "tx.v1.dlq" || kafka.Header(out[0], kafka.HeaderError) == "" {
+		t.Fatalf("garbage not dead-lettered: %+v", out[0])
+	}
+	countIdx := features.Index("account_count_1h")
+	want := map[string]float64{"s:1": 1, "s:2": 2, "s:3": 1, "s:4": 1}
+	for _, r := range out[1:] {
+		if r.Topic != "features.v1" {
+			t.Fatalf("topic %s", r.Topic)
+		}
+		var et fraudv1.EnrichedTransaction
+		if err := kafka.Decode(r, &et); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != et.GetTransaction().GetAccountId() {
+			t.Errorf("key %q, account %q", r.Key, et.GetTransaction().GetAccountId())
+		}
+		if et.GetFeatures().GetSchemaVersion() != features.SchemaVersion || len(et.GetFeatures().GetValues()) != len(features.Names) {
+			t.Errorf("feature vector %+v", et.GetFeatures())
+		}
+		id := et.GetTransaction().GetId()
+		if got := et.GetFeatures().GetValues()[countIdx]; got != want[id] {
+			t.Errorf("%s: account_count_1h = %v, want %v", id, got, want[id])
+		}
+	}
+}
+
+func TestTransformReplayGivesSameFeatures(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	in := []*kgo.Record{txRecord(t, "s:1", "a", t0, 1), txRecord(t, "s:2", "a", t0.Add(time.Minute), 1)}
+	p := New(&fakeWindows{}, "features.v1", func() time.Time { return t0 })
+	first, err := p.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.Transform(context.Background(), in) // as after an aborted transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range first {
+		if string(first[i].Value) != string(again[i].Value) {
+			t.Fatalf("record %d differs after replay", i)
+		}
+	}
+}
+
+func TestTransformStoreFailureAborts(t *testing.T) {
+	t.Parallel()
+	p := New(&fakeWindows{err: errors.New("redis down")}, "features.v1", time.Now)
+	if _, err := p.Transform(context.Background(), []*kgo.Record{txRecord(t, "s:1", "a", time.Now(), 1)}); err == nil {
+		t.Fatal("want error so the transaction aborts")
+	}
+}
