@@ -24,6 +24,14 @@ PG_DB="${VIGIL_PG_DB:-vigil}"
 KAFKA_DIR="$VAR/kafka"
 REDIS_DIR="$VAR/redis"
 PG_DIR="$VAR/postgres"
+# PostgreSQL runs as the postgres user when we are root; if it cannot reach var/ (a checkout
+# under a private home directory), its cluster lives under /var/tmp instead, one per checkout.
+if [[ "$(id -u)" == 0 ]] && id postgres >/dev/null 2>&1; then
+  mkdir -p "$VAR"
+  if ! runuser -u postgres -- test -x "$VAR"; then
+    PG_DIR="/var/tmp/vigil-postgres-$(printf '%s' "$VAR" | sha256sum | cut -c1-12)"
+  fi
+fi
 
 log() { printf '%s infra: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -11,9 +11,9 @@ import (
 func TestEnvCollectsEveryProblem(t *testing.T) {
 	t.Parallel()
 	e := FromMap(map[string]string{
-		"A_INT":  "x",
-		"A_DUR":  "-1s",
-		"A_BOOL": "maybe",
+		"A_INT":   "x",
+		"A_DUR":   "-1s",
+		"A_BOOL":  "maybe",
 		"A_RANGE": "99",
 	})
 	e.Int("A_INT", 1, 0, 10)

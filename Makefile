@@ -1,0 +1,97 @@
+# Vigil — real-time fraud detection. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+INFRA := deploy/local/infra.sh
+VAR ?= $(CURDIR)/var
+BIN ?= $(VAR)/bin
+SERVICES := ingest feature-window scoring alerting
+PROTOC_GEN_GO_VERSION := v1.36.12
+# Run a command with the local infrastructure's addresses in the environment.
+WITH_INFRA = set -a && eval "$$($(INFRA) env)" && set +a &&
+GO_TEST_FLAGS ?=
+
+.PHONY: help
+help: ## list targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+## ---------------------------------------------------------------- build
+
+.PHONY: build
+build: ## build every service and vigilctl into var/bin
+	@mkdir -p $(BIN)
+	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
+	@go build -o $(BIN)/vigilctl ./cmd/vigilctl
+	@go build -o $(BIN)/vigil-send ./loadtest/cmd/vigil-send
+	@echo "built into $(BIN): $(SERVICES) vigilctl vigil-send"
+
+.PHONY: proto
+proto: ## regenerate proto/gen from proto/fraud/v1
+	@mkdir -p $(BIN)
+	@GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@rm -rf proto/gen/fraud && mkdir -p proto/gen
+	@PATH=$(BIN):$$PATH protoc -I proto -I /usr/include --go_out=proto/gen \
+		--go_opt=module=github.com/vigil-fraud/vigil/proto/gen proto/fraud/v1/*.proto
+	@echo "regenerated proto/gen"
+
+.PHONY: proto-check
+proto-check: ## fail when proto/gen is stale
+	@mkdir -p $(BIN) && tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION) && \
+	PATH=$(BIN):$$PATH protoc -I proto -I /usr/include --go_out=$$tmp \
+		--go_opt=module=github.com/vigil-fraud/vigil/proto/gen proto/fraud/v1/*.proto && \
+	if ! diff -r $$tmp/fraud proto/gen/fraud >/dev/null; then \
+		diff -r $$tmp/fraud proto/gen/fraud | head -20; \
+		echo "proto/gen is stale: run 'make proto' and commit" >&2; exit 1; fi
+	@echo "proto/gen is fresh"
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@go vet work
+	@echo "lint ok"
+
+## ---------------------------------------------------------------- infrastructure
+
+.PHONY: infra-up infra-down infra-reset infra-status topics migrate
+infra-up: ## start Kafka (KRaft), Redis and Postgres on loopback (idempotent)
+	@$(INFRA) up
+infra-down: ## stop them
+	@$(INFRA) down
+infra-reset: ## stop them and delete their data (keeps the jar cache)
+	@$(INFRA) reset
+infra-status: ## show what runs
+	@$(INFRA) status
+topics: infra-up ## create the pipeline topics
+	@$(WITH_INFRA) $(BIN)/vigilctl topics
+migrate: infra-up ## apply Postgres migrations
+	@$(WITH_INFRA) $(BIN)/vigilctl migrate
+
+## ---------------------------------------------------------------- run
+
+.PHONY: demo down
+demo: ## start everything, send sample traffic, print the URLs; Ctrl-C stops it all
+	@deploy/local/demo.sh
+
+down: ## stop the demo services and the infrastructure
+	@deploy/local/demo.sh stop
+	@$(INFRA) down
+
+## ---------------------------------------------------------------- test
+
+.PHONY: test test-unit test-integration bench
+test: ## everything: proto freshness, lint, unit, integration and end-to-end on the real infrastructure
+	@$(MAKE) --no-print-directory proto-check lint
+	@$(MAKE) --no-print-directory infra-up
+	@$(WITH_INFRA) go test -count=1 -timeout 15m $(GO_TEST_FLAGS) work
+
+test-unit: ## fast tests only (no broker, Redis or Postgres)
+	@go test -short -count=1 $(GO_TEST_FLAGS) work
+
+test-integration: infra-up ## integration and end-to-end tests against the real infrastructure
+	@$(WITH_INFRA) go test -count=1 -timeout 15m -run 'Integration|RealRedis|EOS|Sink|Migrate|InTx|EndToEnd|Publish' $(GO_TEST_FLAGS) work
+
+bench: infra-up ## short benchmarks against the real infrastructure, with raw baselines
+	@$(WITH_INFRA) go test -run '^$$' -bench . -benchtime 2000x -count 1 \
+		./libs/... ./services/feature-window/... ./services/scoring/...

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The local demo: infrastructure, topics, schema, the four services, sample traffic, URLs.
+#
+#   demo.sh          start everything and stay in the foreground; Ctrl-C stops it all
+#   demo.sh stop     stop the services a previous demo left running
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VAR="${VIGIL_VAR_DIR:-$ROOT/var}"
+BIN="$VAR/bin"
+RUN="$VAR/run"
+LOGS="$VAR/log"
+INFRA="$ROOT/deploy/local/infra.sh"
+SERVICES=(feature-window scoring alerting ingest)
+
+INGEST_ADDR="${VIGIL_INGEST_ADDR:-127.0.0.1:8080}"
+FEATURE_WINDOW_ADDR="${VIGIL_FEATURE_WINDOW_ADDR:-127.0.0.1:8081}"
+SCORING_ADDR="${VIGIL_SCORING_ADDR:-127.0.0.1:8082}"
+ALERTING_ADDR="${VIGIL_ALERTING_ADDR:-127.0.0.1:8083}"
+
+log() { printf '%s demo: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+stop_services() {
+  local s pid
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    s="${SERVICES[$i]}"
+    [[ -f "$RUN/$s.pid" ]] || continue
+    pid="$(cat "$RUN/$s.pid")"
+    if kill -0 "$pid" 2>/dev/null; then
+      log "stopping $s (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -0 "$pid" 2>/dev/null && { log "$s did not stop in 30s; killing"; kill -9 "$pid" 2>/dev/null || true; }
+    fi
+    rm -f "$RUN/$s.pid"
+  done
+}
+
+if [[ "${1:-}" == "stop" ]]; then
+  stop_services
+  exit 0
+fi
+
+# Demo secrets: generated once, kept private under var/, never printed except the demo API key
+# the user needs to send traffic.
+secrets() {
+  local f="$VAR/demo.env"
+  if [[ ! -f "$f" ]]; then
+    mkdir -p "$VAR"
+    umask 077
+    cat >"$f" <<EOF
+VIGIL_DEMO_API_KEY=sk_demo_$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+VIGIL_INGEST_CARD_HMAC_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+VIGIL_ALERTING_API_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+EOF
+  fi
+  set -a
+  # shellcheck disable=SC1090
+  source "$f"
+  set +a
+}
+
+wait_ready() {
+  local name="$1" addr="$2"
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://$addr/readyz" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+      tail -n 20 "$LOGS/$name.log" >&2; die "$name exited during start-up (log: $LOGS/$name.log)"
+    fi
+    sleep 0.2
+  done
+  die "$name not ready at $addr after 60s (log: $LOGS/$name.log)"
+}
+
+main() {
+  command -v go >/dev/null || die "Go is not installed (https://go.dev/dl, 1.26 or newer)"
+  command -v curl >/dev/null || die "curl is not installed (apt-get install curl)"
+  stop_services
+  "$INFRA" up
+  set -a
+  eval "$("$INFRA" env)"
+  set +a
+  secrets
+  log "building services"
+  make -s -C "$ROOT" build BIN="$BIN" >/dev/null
+  "$BIN/vigilctl" topics
+  "$BIN/vigilctl" migrate
+
+  mkdir -p "$RUN" "$LOGS"
+  export VIGIL_INGEST_ADDR="$INGEST_ADDR" VIGIL_FEATURE_WINDOW_ADDR="$FEATURE_WINDOW_ADDR"
+  export VIGIL_SCORING_ADDR="$SCORING_ADDR" VIGIL_ALERTING_ADDR="$ALERTING_ADDR"
+  export VIGIL_INGEST_API_KEYS="demo:$VIGIL_DEMO_API_KEY"
+  local s
+  for s in "${SERVICES[@]}"; do
+    "$BIN/$s" >>"$LOGS/$s.log" 2>&1 &
+    echo $! >"$RUN/$s.pid"
+  done
+  trap 'echo; stop_services; "$INFRA" down; exit 0' INT TERM
+  wait_ready feature-window "$FEATURE_WINDOW_ADDR"
+  wait_ready scoring "$SCORING_ADDR"
+  wait_ready alerting "$ALERTING_ADDR"
+  wait_ready ingest "$INGEST_ADDR"
+
+  log "sending sample traffic: 300 transactions at 50/s"
+  VIGIL_SEND_API_KEY="$VIGIL_DEMO_API_KEY" "$BIN/vigil-send" --url "http://$INGEST_ADDR" --rate 50 --count 300
+
+  cat <<EOF
+
+  Vigil is running.
+    ingest API      http://$INGEST_ADDR/v1/transactions   (Authorization: Bearer $VIGIL_DEMO_API_KEY)
+    ingest OpenAPI  http://$INGEST_ADDR/openapi.json
+    analyst API     http://$ALERTING_ADDR/v1/alerts       (Authorization: Bearer <VIGIL_ALERTING_API_TOKEN in var/demo.env>)
+    health          http://<service>/livez and /readyz on ports 8080-8083
+    Postgres        $VIGIL_POSTGRES_URL
+    logs            $LOGS/<service>.log
+
+  Send more:  VIGIL_SEND_API_KEY=$VIGIL_DEMO_API_KEY $BIN/vigil-send --rate 100 --count 1000
+  Ctrl-C (or 'make down' from another shell) stops everything.
+
+EOF
+  local pgurl="${VIGIL_POSTGRES_URL%%\?*}"
+  while true; do
+    psql -qtA "$pgurl" -c "SELECT format('decisions: %s (approve %s, review %s, decline %s); open alerts: %s',
+        count(*), count(*) FILTER (WHERE action = 'approve'), count(*) FILTER (WHERE action = 'review'),
+        count(*) FILTER (WHERE action = 'decline'), (SELECT count(*) FROM alerts WHERE status = 'open'))
+      FROM decisions" 2>/dev/null | sed "s/^/$(date +%H:%M:%S) /" || true
+    for s in "${SERVICES[@]}"; do
+      kill -0 "$(cat "$RUN/$s.pid")" 2>/dev/null || { tail -n 20 "$LOGS/$s.log" >&2; stop_services; die "$s stopped unexpectedly"; }
+    done
+    sleep 5 &
+    wait $! || true
+  done
+}
+
+main "$@"
