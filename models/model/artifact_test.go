@@ -1,0 +1,155 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-fraud/vigil/models/features"
+)
+
+func validArtifact() *Artifact {
+	return &Artifact{
+		Version:       "lr-2024-03-06",
+		Kind:          KindLogistic,
+		FeatureSchema: features.SchemaVersion,
+		FeatureHash:   features.SchemaHash(),
+		Names:         append([]string(nil), features.Names...),
+		Mean:          []float64{80, 4.5, 0.29, 0.28},
+		Std:           []float64{70, 2.9, 0.45, 0.45},
+		Weights:       []float64{7.3, 0.1, 0.03, 0.03},
+		Bias:          -8.1,
+		TrainedAt:     time.Date(2024, 3, 6, 12, 0, 0, 123, time.UTC),
+		Metrics:       map[string]float64{"train_auc": 0.999},
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	for name, a := range map[string]*Artifact{"hand-made": validArtifact(), "trained": trainScenarioOne(t)} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "model.json")
+			if err := a.Save(path); err != nil {
+				t.Fatalf("Save: %v", err)
+			}
+			got, err := Load(path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !got.TrainedAt.Equal(a.TrainedAt) {
+				t.Errorf("trained_at = %v, want %v", got.TrainedAt, a.TrainedAt)
+			}
+			want := *a
+			want.TrainedAt, got.TrainedAt = time.Time{}, time.Time{}
+			if !reflect.DeepEqual(*got, want) {
+				t.Errorf("round trip changed the artifact:\n got %+v\nwant %+v", *got, want)
+			}
+
+			// Saving over an existing artifact replaces it and leaves no temp files.
+			if err := a.Save(path); err != nil {
+				t.Fatalf("second Save: %v", err)
+			}
+			entries, _ := os.ReadDir(filepath.Dir(path))
+			if len(entries) != 1 {
+				t.Errorf("directory holds %d entries after Save, want only the artifact", len(entries))
+			}
+		})
+	}
+}
+
+func TestSaveRefusesInvalidArtifact(t *testing.T) {
+	a := validArtifact()
+	a.Weights[1] = math.NaN()
+	path := filepath.Join(t.TempDir(), "model.json")
+	err := a.Save(path)
+	if !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), `"weights[1]"`) {
+		t.Errorf("Save error = %v, want ErrInvalidArtifact naming weights[1]", err)
+	}
+	if _, statErr := os.Stat(path); !os.IsNotExist(statErr) {
+		t.Errorf("invalid artifact was written (stat: %v)", statErr)
+	}
+}
+
+func TestLoadRejectsBadFiles(t *testing.T) {
+	// Each case edits the JSON of a valid artifact; want is text the error
+	// must contain so an operator can find the bad field.
+	tests := []struct {
+		name string
+		edit func(m map[string]any)
+		raw  string // used instead of the edited JSON when set
+		want string
+	}{
+		{name: "empty version", edit: func(m map[string]any) { m["version"] = "" }, want: `"version" is empty`},
+		{name: "missing version", edit: func(m map[string]any) { delete(m, "version") }, want: `"version" is empty`},
+		{name: "unknown kind", edit: func(m map[string]any) { m["kind"] = "gbm" }, want: `"kind" is "gbm"`},
+		{name: "no schema", edit: func(m map[string]any) { m["feature_schema"] = "" }, want: `"feature_schema" is empty`},
+		{name: "no names", edit: func(m map[string]any) { m["names"] = []string{} }, want: `"names" is empty`},
+		{name: "duplicate name", edit: func(m map[string]any) {
+			m["names"] = []string{"amount", "amount", "is_night", "is_weekend"}
+		}, want: `"names[1]" repeats "amount"`},
+		{name: "hash mismatch", edit: func(m map[string]any) { m["feature_hash"] = "0000000000000000" }, want: `"feature_hash"`},
+		{name: "names reordered under same hash", edit: func(m map[string]any) {
+			m["names"] = []string{"account_count_1h", "amount", "is_night", "is_weekend"}
+		}, want: `"feature_hash"`},
+		{name: "short mean", edit: func(m map[string]any) { m["mean"] = []float64{1, 2} }, want: `"mean" has 2 values, names has 4`},
+		{name: "long std", edit: func(m map[string]any) { m["std"] = []float64{1, 1, 1, 1, 1} }, want: `"std" has 5 values`},
+		{name: "missing weights", edit: func(m map[string]any) { delete(m, "weights") }, want: `"weights" has 0 values`},
+		{name: "zero std", edit: func(m map[string]any) { m["std"] = []float64{1, 0, 1, 1} }, want: `"std[1]" must be > 0`},
+		{name: "negative std", edit: func(m map[string]any) { m["std"] = []float64{1, 1, -2, 1} }, want: `"std[2]" must be > 0`},
+		{name: "missing trained_at", edit: func(m map[string]any) { delete(m, "trained_at") }, want: `"trained_at" is missing`},
+		{name: "unknown field", edit: func(m map[string]any) { m["thresholds"] = []float64{0.5} }, want: `unknown field "thresholds"`},
+		{name: "bias as string", edit: func(m map[string]any) { m["bias"] = "-8.1" }, want: `bias`},
+		{name: "overflowing weight", raw: `{"version":"v","kind":"lr","weights":[1e999]}`, want: `weights`},
+		{name: "not JSON", raw: `model v1`, want: `invalid model artifact`},
+		{name: "empty file", raw: ``, want: `invalid model artifact`},
+		{name: "two objects", raw: "{}\n{}", want: `trailing data`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := []byte(tt.raw)
+			if tt.edit != nil {
+				good, err := json.Marshal(validArtifact())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var m map[string]any
+				if err := json.Unmarshal(good, &m); err != nil {
+					t.Fatal(err)
+				}
+				tt.edit(m)
+				if data, err = json.Marshal(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(t.TempDir(), "model.json")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if err == nil {
+				t.Fatal("Load succeeded, want error")
+			}
+			if !errors.Is(err, ErrInvalidArtifact) {
+				t.Errorf("error %q is not ErrInvalidArtifact", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "absent.json"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("error = %v, want os.ErrNotExist", err)
+	}
+}
