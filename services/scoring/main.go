@@ -128,4 +128,3 @@ func loadScorer(path string) (pipeline.Scorer, error) {
 	}
 	return m, nil
 }
-
