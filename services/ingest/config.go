@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/vigil-fraud/vigil/libs/config"
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/libs/telemetry"
+	"github.com/vigil-fraud/vigil/services/ingest/internal/auth"
+	"github.com/vigil-fraud/vigil/services/ingest/internal/txn"
+)
+
+// Config of the ingest service, from VIGIL_INGEST_* and the shared Kafka and log variables.
+type Config struct {
+	Addr            string
+	MaxBodyBytes    int64
+	MaxClockSkew    time.Duration
+	MaxEventAge     time.Duration
+	PublishTimeout  time.Duration
+	StartupTimeout  time.Duration
+	ShutdownTimeout time.Duration
+	APIKeys         *auth.Keyring
+	CardKeyID       string
+	CardHMACKey     []byte
+	Kafka           kafka.Config
+	Log             telemetry.Config
+}
+
+func loadConfig(e *config.Env) (Config, error) {
+	c := Config{
+		Addr:            e.String("VIGIL_INGEST_ADDR", "127.0.0.1:8080"),
+		MaxBodyBytes:    int64(e.Int("VIGIL_INGEST_MAX_BODY_BYTES", 64<<10, 1<<10, 16<<20)),
+		MaxClockSkew:    e.Duration("VIGIL_INGEST_MAX_CLOCK_SKEW", 5*time.Minute),
+		MaxEventAge:     e.Duration("VIGIL_INGEST_MAX_EVENT_AGE", 30*24*time.Hour),
+		PublishTimeout:  e.Duration("VIGIL_INGEST_PUBLISH_TIMEOUT", 10*time.Second),
+		StartupTimeout:  e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
+		ShutdownTimeout: e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
+		CardKeyID:       e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
+		CardHMACKey:     []byte(e.Secret("VIGIL_INGEST_CARD_HMAC_KEY", true)),
+		Kafka:           kafka.LoadConfig(e),
+		Log:             telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+	}
+	if keys := e.Secret("VIGIL_INGEST_API_KEYS", true); keys != "" {
+		ring, err := auth.ParseKeys(keys)
+		if err != nil {
+			e.Fail("VIGIL_INGEST_API_KEYS", "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		c.APIKeys = ring
+	}
+	c.validate(e)
+	if err := e.Err(); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	return c, nil
+}
+
+// validate checks what single-variable parsing cannot: lengths, charsets and relations.
+func (c Config) validate(e *config.Env) {
+	if n := len(c.CardHMACKey); n > 0 && n < txn.MinCardKeyBytes {
+		e.Fail("VIGIL_INGEST_CARD_HMAC_KEY", "has %d bytes, need at least %d", n, txn.MinCardKeyBytes)
+	}
+	if len(c.CardKeyID) > 32 || !txn.IsIDChars(c.CardKeyID) {
+		e.Fail("VIGIL_INGEST_CARD_KEY_ID", "must be 1-32 characters of letters, digits and . _ : -")
+	}
+	if !strings.Contains(c.Addr, ":") {
+		e.Fail("VIGIL_INGEST_ADDR", "%q is not host:port", c.Addr)
+	}
+	// In-flight requests wait for Kafka acks; shutdown must give them time to finish.
+	if c.ShutdownTimeout < c.PublishTimeout {
+		e.Fail("VIGIL_INGEST_SHUTDOWN_TIMEOUT", "%s is shorter than VIGIL_INGEST_PUBLISH_TIMEOUT (%s), so shutdown would cut off requests waiting for Kafka",
+			c.ShutdownTimeout, c.PublishTimeout)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		e.Fail("VIGIL_LOG_LEVEL", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	if f := strings.ToLower(c.Log.Format); f != "json" && f != "text" {
+		e.Fail("VIGIL_LOG_FORMAT", "%q is not json or text", c.Log.Format)
+	}
+}
+
+// LogValue is the configuration as logged at start, with secrets masked.
+func (c Config) LogValue() slog.Value {
+	var sources []string
+	keys := 0
+	if c.APIKeys != nil {
+		sources, keys = c.APIKeys.Sources(), c.APIKeys.Len()
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.String("max_clock_skew", c.MaxClockSkew.String()),
+		slog.String("max_event_age", c.MaxEventAge.String()),
+		slog.String("publish_timeout", c.PublishTimeout.String()),
+		slog.String("startup_timeout", c.StartupTimeout.String()),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.Any("api_key_sources", sources),
+		slog.Int("api_keys", keys),
+		slog.String("card_key_id", c.CardKeyID),
+		slog.String("card_hmac_key", config.Mask(string(c.CardHMACKey))),
+		slog.Any("kafka_brokers", c.Kafka.Brokers),
+		slog.String("topic_tx", c.Kafka.Topics.Tx),
+		slog.String("log_level", c.Log.Level),
+		slog.String("log_format", c.Log.Format),
+	)
+}

@@ -1,0 +1,77 @@
+// Package publish produces accepted transactions to Kafka.
+package publish
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/libs/telemetry"
+	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+)
+
+// Producer writes transactions to one topic with an idempotent, acks=all client.
+type Producer struct {
+	cl    *kgo.Client
+	topic string
+}
+
+// New returns a producer for topic. The client connects lazily; call Ping to find out whether
+// the brokers answer.
+func New(brokers []string, topic string, opts ...kgo.Opt) (*Producer, error) {
+	cl, err := kgo.NewClient(append(kafka.ProducerOptions(brokers), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	return &Producer{cl: cl, topic: topic}, nil
+}
+
+// Publish produces tx keyed by its account id, so one account's transactions stay ordered on
+// one partition, and returns once every in-sync replica has it: the caller's 202 is a
+// promise that the transaction will be scored. The record carries ctx's trace context.
+func (p *Producer) Publish(ctx context.Context, tx *fraudv1.Transaction) error {
+	rec, err := kafka.NewRecord(p.topic, tx.GetAccountId(), tx)
+	if err != nil {
+		return err
+	}
+	telemetry.Inject(ctx, rec)
+	if err := p.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
+	}
+	return nil
+}
+
+// Ping checks that the cluster answers, for /readyz.
+func (p *Producer) Ping(ctx context.Context) error { return kafka.Ping(ctx, p.cl) }
+
+// WaitReady pings until the cluster answers or ctx ends, so the service reports ready only
+// once it can actually accept transactions.
+func (p *Producer) WaitReady(ctx context.Context) error {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := p.Ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka not reachable: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Close flushes what is still buffered (bounded by ctx) and closes the client. Publish waits
+// for acks, so after the HTTP server drained there is normally nothing left to flush.
+func (p *Producer) Close(ctx context.Context) error {
+	err := p.cl.Flush(ctx)
+	p.cl.Close()
+	if err != nil {
+		return fmt.Errorf("flush kafka producer: %w", err)
+	}
+	return nil
+}
