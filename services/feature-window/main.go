@@ -86,4 +86,3 @@ func routes(h *httpserver.Health) http.Handler {
 	r.Get("/readyz", h.Ready())
 	return r
 }
-
