@@ -73,6 +73,14 @@ wait_ready() {
   die "$name not ready at $addr after 60s (log: $LOGS/$name.log)"
 }
 
+shutdown() {
+  trap - INT TERM
+  echo
+  stop_services
+  "$INFRA" down
+  exit 0
+}
+
 main() {
   command -v go >/dev/null || die "Go is not installed (https://go.dev/dl, 1.26 or newer)"
   command -v curl >/dev/null || die "curl is not installed (apt-get install curl)"
@@ -92,11 +100,13 @@ main() {
   export VIGIL_SCORING_ADDR="$SCORING_ADDR" VIGIL_ALERTING_ADDR="$ALERTING_ADDR"
   export VIGIL_INGEST_API_KEYS="demo:$VIGIL_DEMO_API_KEY"
   local s
+  # Services get their own session: Ctrl-C reaches only this script, which stops them in
+  # reverse order of the data flow and then the infrastructure.
+  trap 'shutdown' INT TERM
   for s in "${SERVICES[@]}"; do
-    "$BIN/$s" >>"$LOGS/$s.log" 2>&1 &
+    setsid "$BIN/$s" >>"$LOGS/$s.log" 2>&1 </dev/null &
     echo $! >"$RUN/$s.pid"
   done
-  trap 'echo; stop_services; "$INFRA" down; exit 0' INT TERM
   wait_ready feature-window "$FEATURE_WINDOW_ADDR"
   wait_ready scoring "$SCORING_ADDR"
   wait_ready alerting "$ALERTING_ADDR"
