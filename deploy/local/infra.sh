@@ -166,7 +166,8 @@ pg_bin() {
 
 # PostgreSQL refuses to run as root: as root, run its tools as the postgres user.
 as_pg() {
-  if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # cd /: the postgres user may not be allowed into the caller's working directory.
+  if [[ "$(id -u)" == 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_up() {
