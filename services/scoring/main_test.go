@@ -2,8 +2,10 @@ package main
 
 import (
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
 	"github.com/vigil-fraud/vigil/models/features"
@@ -36,9 +38,12 @@ func TestLoadScorer(t *testing.T) {
 	// A trained artifact loads and scores through the models package.
 	var X [][]float64
 	var y []float64
+	hist := features.NewOffline()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
 	for i := 0; i < 400; i++ {
 		amount := float64(10 + i)
-		X = append(X, []float64{amount, 1, 0, 0})
+		X = append(X, hist.Next(features.Event{TransactionID: strconv.Itoa(i), AccountID: "a" + strconv.Itoa(i%50),
+			AmountMinor: int64(amount * 100), EventTime: t0.Add(time.Duration(i) * time.Minute)}))
 		if amount > 220 {
 			y = append(y, 1)
 		} else {
