@@ -83,7 +83,7 @@ shutdown() {
 
 main() {
   command -v go >/dev/null || die "Go is not installed (https://go.dev/dl, 1.26 or newer)"
-  command -v curl >/dev/null || die "curl is not installed (apt-get install curl)"
+  "$ROOT/deploy/local/prereqs.sh"
   stop_services
   "$INFRA" up
   set -a
