@@ -1,0 +1,3 @@
+module github.com/vigil-fraud/vigil/deploy/validate
+
+go 1.26.0
