@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -30,6 +31,8 @@ type EOSConfig struct {
 	RetryBackoff time.Duration
 	// ExtraOpts are appended to the client options (tests, tuning).
 	ExtraOpts []kgo.Opt
+	// Metrics, when set, receives the loop's Prometheus series.
+	Metrics prometheus.Registerer
 }
 
 // EOSStats counts what the loop did; read with Load.
@@ -45,6 +48,7 @@ type EOS struct {
 	cfg       EOSConfig
 	transform Transform
 	log       *slog.Logger
+	metrics   *eosMetrics
 	Stats     EOSStats
 }
 
@@ -66,7 +70,7 @@ func NewEOS(cfg EOSConfig, transform Transform, log *slog.Logger) (*EOS, error) 
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 500 * time.Millisecond
 	}
-	return &EOS{cfg: cfg, transform: transform, log: log.With("group", cfg.Group)}, nil
+	return &EOS{cfg: cfg, transform: transform, log: log.With("group", cfg.Group), metrics: newEOSMetrics(cfg.Metrics, cfg.Group)}, nil
 }
 
 func (e *EOS) newSession() (*kgo.GroupTransactSession, error) {
@@ -139,6 +143,7 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 func (e *EOS) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record) error {
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	began := time.Now()
 	out, terr := e.transform(ctx, recs)
 	if terr != nil {
 		// Abort rewinds the session to the committed offsets: the same input comes again.
@@ -149,6 +154,7 @@ func (e *EOS) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs
 			return fmt.Errorf("abort transaction: %w", err)
 		}
 		e.Stats.Aborted.Add(1)
+		e.metrics.observe(false, len(recs), nil, time.Since(began))
 		select {
 		case <-ctx.Done():
 		case <-time.After(e.cfg.RetryBackoff):
@@ -164,6 +170,7 @@ func (e *EOS) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs
 	if err != nil {
 		return fmt.Errorf("end transaction: %w", err)
 	}
+	e.metrics.observe(committed, len(recs), out, time.Since(began))
 	if !committed {
 		e.Stats.Aborted.Add(1)
 		e.log.Warn("transaction aborted; input will be reprocessed", "records", len(recs), "produce_err", produceErr)

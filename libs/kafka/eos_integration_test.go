@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/vigil-fraud/vigil/libs/testinfra"
@@ -141,8 +143,9 @@ func TestEOSCopiesExactlyOnceAcrossAbortsAndRestarts(t *testing.T) {
 	}
 
 	// Second instance (new transactional id, same group) finishes the input.
+	reg := prometheus.NewRegistry()
 	second, err := NewEOS(EOSConfig{Brokers: brokers, Group: group, TransactionalID: group + "-b", InputTopics: []string{in},
-		MaxPollRecords: 500}, copyTransform(out, func(int64) error { return nil }), log)
+		MaxPollRecords: 500, Metrics: reg}, copyTransform(out, func(int64) error { return nil }), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +157,19 @@ func TestEOSCopiesExactlyOnceAcrossAbortsAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertExactlyOnce(t, seen, n)
+	if got := testutil.ToFloat64(second.metrics.records); got != float64(second.Stats.Records.Load()) || got == 0 {
+		t.Fatalf("vigil_eos_records_total = %v, stats say %d", got, second.Stats.Records.Load())
+	}
+	// The group has consumed everything: the lag collector reports zero on every partition.
+	lag := NewLagCollector(cl, group)
+	lreg := prometheus.NewRegistry()
+	lreg.MustRegister(lag)
+	if n, err := testutil.GatherAndCount(lreg, "vigil_consumer_lag"); err != nil || n != 3 {
+		t.Fatalf("lag series = %d, %v; want 3", n, err)
+	}
+	if total := testutil.ToFloat64(sumLag{lag}); total != 0 {
+		t.Fatalf("lag after draining = %v", total)
+	}
 	t.Logf("first run: %d committed, %d aborted; second: %d records", first.Stats.Committed.Load(), first.Stats.Aborted.Load(), second.Stats.Records.Load())
 }
 
@@ -198,3 +214,22 @@ func TestEOSAbortedOutputsAreInvisible(t *testing.T) {
 		t.Fatal("expected the first transaction to abort")
 	}
 }
+
+// sumLag folds the per-partition lag series into one gauge for testutil.ToFloat64.
+type sumLag struct{ c *LagCollector }
+
+func (s sumLag) Describe(ch chan<- *prometheus.Desc) { s.c.Describe(ch) }
+func (s sumLag) Collect(ch chan<- prometheus.Metric) {
+	inner := make(chan prometheus.Metric, 64)
+	go func() { s.c.Collect(inner); close(inner) }()
+	total := 0.0
+	for m := range inner {
+		total += testutil.ToFloat64(constCollector{m})
+	}
+	ch <- prometheus.MustNewConstMetric(s.c.desc, prometheus.GaugeValue, total, "all", "all", "all")
+}
+
+type constCollector struct{ m prometheus.Metric }
+
+func (c constCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.Desc() }
+func (c constCollector) Collect(ch chan<- prometheus.Metric) { ch <- c.m }

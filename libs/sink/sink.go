@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/vigil-fraud/vigil/libs/postgres"
@@ -32,6 +33,8 @@ type Config struct {
 	MaxPoll      int
 	RetryBackoff time.Duration
 	ExtraOpts    []kgo.Opt
+	// Metrics, when set, receives the sink's Prometheus series.
+	Metrics prometheus.Registerer
 }
 
 // Sink is one running consumer.
@@ -43,6 +46,10 @@ type Sink struct {
 	cl      *kgo.Client
 	// Applied counts records applied (committed in Postgres).
 	Applied atomic.Int64
+
+	applied  prometheus.Counter
+	failures prometheus.Counter
+	batchDur prometheus.Histogram
 }
 
 // New builds the consumer; it connects lazily.
@@ -57,6 +64,17 @@ func New(cfg Config, pool *pgxpool.Pool, h Handler, log *slog.Logger) (*Sink, er
 		cfg.RetryBackoff = 500 * time.Millisecond
 	}
 	s := &Sink{cfg: cfg, pool: pool, handler: h, log: log.With("sink", cfg.Name)}
+	labels := prometheus.Labels{"sink": cfg.Name}
+	s.applied = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_sink_records_total",
+		Help: "Records applied to Postgres (with their offsets) by the sink.", ConstLabels: labels})
+	s.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_sink_batch_failures_total",
+		Help: "Sink batches rolled back and retried.", ConstLabels: labels})
+	s.batchDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_sink_batch_duration_seconds",
+		Help: "Time to apply one batch in Postgres.", ConstLabels: labels,
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}})
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(s.applied, s.failures, s.batchDur)
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Name),
@@ -127,11 +145,15 @@ func (s *Sink) Run(ctx context.Context) error {
 
 func (s *Sink) applyWithRetry(ctx context.Context, recs []*kgo.Record) error {
 	for {
+		began := time.Now()
 		n, err := s.apply(ctx, recs)
 		if err == nil {
+			s.batchDur.Observe(time.Since(began).Seconds())
 			s.Applied.Add(int64(n))
+			s.applied.Add(float64(n))
 			return nil
 		}
+		s.failures.Inc()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -1,0 +1,59 @@
+package httpserver
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Instrument returns chi middleware recording request counts and latency by route pattern
+// (never by raw path: ids in paths would explode the series) and a server span per request
+// whose name is the route, continuing a caller's W3C trace context.
+func Instrument(reg prometheus.Registerer, service string) func(http.Handler) http.Handler {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_http_requests_total", Help: "HTTP requests by route, method and status code.",
+		ConstLabels: prometheus.Labels{"service": service},
+	}, []string{"route", "method", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "vigil_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
+		ConstLabels: prometheus.Labels{"service": service},
+		Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route", "method"})
+	reg.MustRegister(requests, latency)
+	return func(next http.Handler) http.Handler {
+		counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			next.ServeHTTP(sw, r)
+			route := "unmatched"
+			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+			// Named by route only after routing; the raw path may carry ids.
+			trace.SpanFromContext(r.Context()).SetName(r.Method + " " + route)
+			requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+			latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		})
+		return otelhttp.NewHandler(counted, service, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return r.Method
+		}))
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flush, deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

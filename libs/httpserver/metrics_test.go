@@ -1,0 +1,33 @@
+package httpserver
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestInstrumentLabelsByRoutePattern(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	r := chi.NewRouter()
+	r.Use(Instrument(reg, "test"))
+	r.Get("/v1/things/{id}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	for _, id := range []string{"a", "b", "c"} {
+		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/things/"+id, nil))
+	}
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/nope", nil))
+	want := `
+# HELP vigil_http_requests_total HTTP requests by route, method and status code.
+# TYPE vigil_http_requests_total counter
+vigil_http_requests_total{code="404",method="GET",route="unmatched",service="test"} 1
+vigil_http_requests_total{code="418",method="GET",route="/v1/things/{id}",service="test"} 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vigil_http_requests_total"); err != nil {
+		t.Fatal(err)
+	}
+}
