@@ -8,6 +8,8 @@ import (
 
 	"github.com/vigil-fraud/vigil/libs/config"
 	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/libs/postgres"
+	"github.com/vigil-fraud/vigil/libs/redisclient"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
 	"github.com/vigil-fraud/vigil/services/ingest/internal/auth"
 	"github.com/vigil-fraud/vigil/services/ingest/internal/txn"
@@ -15,35 +17,60 @@ import (
 
 // Config of the ingest service, from VIGIL_INGEST_* and the shared Kafka and log variables.
 type Config struct {
-	Addr            string
-	MaxBodyBytes    int64
-	MaxClockSkew    time.Duration
-	MaxEventAge     time.Duration
-	PublishTimeout  time.Duration
-	StartupTimeout  time.Duration
-	ShutdownTimeout time.Duration
-	APIKeys         *auth.Keyring
-	CardKeyID       string
-	CardHMACKey     []byte
-	Kafka           kafka.Config
-	Log             telemetry.Config
+	Addr              string
+	MaxBodyBytes      int64
+	MaxBatchBodyBytes int64
+	MaxBatchItems     int
+	MaxInFlight       int
+	RateLimit         float64
+	RateBurst         int
+	MaxWait           time.Duration
+	RetryAfter        time.Duration
+	APIKeyTTL         time.Duration
+	IdempotencyTTL    time.Duration
+	MaxClockSkew      time.Duration
+	MaxEventAge       time.Duration
+	PublishTimeout    time.Duration
+	StartupTimeout    time.Duration
+	ShutdownTimeout   time.Duration
+	APIKeys           *auth.Keyring
+	CardKeyID         string
+	CardHMACKey       []byte
+	Kafka             kafka.Config
+	Postgres          postgres.Config
+	Redis             redisclient.Config
+	Log               telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
 	c := Config{
-		Addr:            e.String("VIGIL_INGEST_ADDR", "127.0.0.1:8080"),
-		MaxBodyBytes:    int64(e.Int("VIGIL_INGEST_MAX_BODY_BYTES", 64<<10, 1<<10, 16<<20)),
-		MaxClockSkew:    e.Duration("VIGIL_INGEST_MAX_CLOCK_SKEW", 5*time.Minute),
-		MaxEventAge:     e.Duration("VIGIL_INGEST_MAX_EVENT_AGE", 30*24*time.Hour),
-		PublishTimeout:  e.Duration("VIGIL_INGEST_PUBLISH_TIMEOUT", 10*time.Second),
-		StartupTimeout:  e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
-		ShutdownTimeout: e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
-		CardKeyID:       e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
-		CardHMACKey:     []byte(e.Secret("VIGIL_INGEST_CARD_HMAC_KEY", true)),
-		Kafka:           kafka.LoadConfig(e),
-		Log:             telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+		Addr:         e.String("VIGIL_INGEST_ADDR", "127.0.0.1:8080"),
+		MaxBodyBytes: int64(e.Int("VIGIL_INGEST_MAX_BODY_BYTES", 64<<10, 1<<10, 16<<20)),
+		// A full batch of 500 typical transactions (~450 bytes each) is ~230 KB.
+		MaxBatchBodyBytes: int64(e.Int("VIGIL_INGEST_MAX_BATCH_BODY_BYTES", 1<<20, 1<<10, 64<<20)),
+		MaxBatchItems:     e.Int("VIGIL_INGEST_MAX_BATCH_ITEMS", 500, 1, 500),
+		MaxInFlight:       e.Int("VIGIL_INGEST_MAX_IN_FLIGHT", 5000, 1, 1_000_000),
+		RateLimit:         e.Float("VIGIL_INGEST_RATE_LIMIT", 1000, 0, 1e7),
+		RateBurst:         e.Int("VIGIL_INGEST_RATE_BURST", 2000, 1, 10_000_000),
+		MaxWait:           e.Duration("VIGIL_INGEST_MAX_WAIT", 5*time.Second),
+		RetryAfter:        e.Duration("VIGIL_INGEST_RETRY_AFTER", time.Second),
+		APIKeyTTL:         e.Duration("VIGIL_INGEST_API_KEY_TTL", 5*time.Second),
+		IdempotencyTTL:    e.Duration("VIGIL_INGEST_IDEMPOTENCY_TTL", 24*time.Hour),
+		MaxClockSkew:      e.Duration("VIGIL_INGEST_MAX_CLOCK_SKEW", 5*time.Minute),
+		MaxEventAge:       e.Duration("VIGIL_INGEST_MAX_EVENT_AGE", 30*24*time.Hour),
+		PublishTimeout:    e.Duration("VIGIL_INGEST_PUBLISH_TIMEOUT", 10*time.Second),
+		StartupTimeout:    e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
+		ShutdownTimeout:   e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
+		CardKeyID:         e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
+		CardHMACKey:       []byte(e.Secret("VIGIL_INGEST_CARD_HMAC_KEY", true)),
+		Kafka:             kafka.LoadConfig(e),
+		Postgres:          postgres.LoadConfig(e),
+		Redis:             redisclient.LoadConfig(e),
+		Log:               telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
 	}
-	if keys := e.Secret("VIGIL_INGEST_API_KEYS", true); keys != "" {
+	// Optional since keys live in Postgres (`ingest apikey create`); env keys bootstrap a
+	// deployment and serve tests and the demo.
+	if keys := e.Secret("VIGIL_INGEST_API_KEYS", false); keys != "" {
 		ring, err := auth.ParseKeys(keys)
 		if err != nil {
 			e.Fail("VIGIL_INGEST_API_KEYS", "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -73,6 +100,21 @@ func (c Config) validate(e *config.Env) {
 		e.Fail("VIGIL_INGEST_SHUTDOWN_TIMEOUT", "%s is shorter than VIGIL_INGEST_PUBLISH_TIMEOUT (%s), so shutdown would cut off requests waiting for Kafka",
 			c.ShutdownTimeout, c.PublishTimeout)
 	}
+	if c.MaxInFlight < c.MaxBatchItems {
+		e.Fail("VIGIL_INGEST_MAX_IN_FLIGHT", "%d is below VIGIL_INGEST_MAX_BATCH_ITEMS (%d), so a full batch could never be admitted", c.MaxInFlight, c.MaxBatchItems)
+	}
+	if c.MaxWait > 30*time.Second {
+		e.Fail("VIGIL_INGEST_MAX_WAIT", "%s is above 30s; a sync caller should not hold a connection that long", c.MaxWait)
+	}
+	if c.MaxWait+c.PublishTimeout > c.ShutdownTimeout {
+		e.Fail("VIGIL_INGEST_MAX_WAIT", "%s plus VIGIL_INGEST_PUBLISH_TIMEOUT (%s) exceeds VIGIL_INGEST_SHUTDOWN_TIMEOUT (%s), so shutdown would cut off waiting requests",
+			c.MaxWait, c.PublishTimeout, c.ShutdownTimeout)
+	}
+	for name, d := range map[string]time.Duration{"VIGIL_INGEST_RETRY_AFTER": c.RetryAfter, "VIGIL_INGEST_API_KEY_TTL": c.APIKeyTTL, "VIGIL_INGEST_IDEMPOTENCY_TTL": c.IdempotencyTTL} {
+		if d <= 0 {
+			e.Fail(name, "must be positive")
+		}
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		e.Fail("VIGIL_LOG_LEVEL", "%q is not debug, info, warn or error", c.Log.Level)
@@ -99,6 +141,17 @@ func (c Config) LogValue() slog.Value {
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Any("api_key_sources", sources),
 		slog.Int("api_keys", keys),
+		slog.Int64("max_batch_body_bytes", c.MaxBatchBodyBytes),
+		slog.Int("max_batch_items", c.MaxBatchItems),
+		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Float64("rate_limit", c.RateLimit),
+		slog.Int("rate_burst", c.RateBurst),
+		slog.String("max_wait", c.MaxWait.String()),
+		slog.String("api_key_ttl", c.APIKeyTTL.String()),
+		slog.String("idempotency_ttl", c.IdempotencyTTL.String()),
+		slog.String("postgres_url", config.Mask(c.Postgres.URL)),
+		slog.String("redis_addr", c.Redis.Addr),
+		slog.String("redis_key_prefix", c.Redis.KeyPrefix),
 		slog.String("card_key_id", c.CardKeyID),
 		slog.String("card_hmac_key", config.Mask(string(c.CardHMACKey))),
 		slog.Any("kafka_brokers", c.Kafka.Brokers),

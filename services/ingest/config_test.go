@@ -17,6 +17,7 @@ func minimalEnv() map[string]string {
 	return map[string]string{
 		"VIGIL_INGEST_API_KEYS":      "acme:sk_test_abc123",
 		"VIGIL_INGEST_CARD_HMAC_KEY": testHMACKey,
+		"VIGIL_POSTGRES_URL":         "postgres://vigil:pw-secret@127.0.0.1:55432/vigil",
 	}
 }
 
@@ -49,6 +50,39 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+// Keys can all live in Postgres, so the env bootstrap keys are optional.
+func TestLoadConfigWithoutEnvKeys(t *testing.T) {
+	t.Parallel()
+	env := minimalEnv()
+	delete(env, "VIGIL_INGEST_API_KEYS")
+	c, err := loadConfig(config.FromMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIKeys != nil {
+		t.Errorf("keys %v", c.APIKeys)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"batch items", c.MaxBatchItems, 500},
+		{"batch body", c.MaxBatchBodyBytes, int64(1 << 20)},
+		{"in flight", c.MaxInFlight, 5000},
+		{"rate", c.RateLimit, 1000.0},
+		{"burst", c.RateBurst, 2000},
+		{"max wait", c.MaxWait, 5 * time.Second},
+		{"key ttl", c.APIKeyTTL, 5 * time.Second},
+		{"idempotency ttl", c.IdempotencyTTL, 24 * time.Hour},
+		{"redis", c.Redis.Addr, "127.0.0.1:56379"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
 func TestLoadConfigSecretsFromFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -63,6 +97,7 @@ func TestLoadConfigSecretsFromFiles(t *testing.T) {
 	c, err := loadConfig(config.FromMap(map[string]string{
 		"VIGIL_INGEST_API_KEYS_FILE":      keys,
 		"VIGIL_INGEST_CARD_HMAC_KEY_FILE": hmac,
+		"VIGIL_POSTGRES_URL":              "postgres://127.0.0.1:55432/vigil",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +115,12 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{"nothing set", map[string]string{}, []string{
-			"VIGIL_INGEST_API_KEYS: is required", "VIGIL_INGEST_CARD_HMAC_KEY: is required"}},
+			"VIGIL_POSTGRES_URL: is required", "VIGIL_INGEST_CARD_HMAC_KEY: is required"}},
+		{"in flight below a batch", map[string]string{"VIGIL_INGEST_MAX_IN_FLIGHT": "100"},
+			[]string{"VIGIL_INGEST_MAX_IN_FLIGHT: 100 is below VIGIL_INGEST_MAX_BATCH_ITEMS"}},
+		{"wait too long", map[string]string{"VIGIL_INGEST_MAX_WAIT": "1m"}, []string{"VIGIL_INGEST_MAX_WAIT: 1m0s is above 30s"}},
+		{"rate", map[string]string{"VIGIL_INGEST_RATE_LIMIT": "-1", "VIGIL_INGEST_RATE_BURST": "0"},
+			[]string{"VIGIL_INGEST_RATE_LIMIT", "VIGIL_INGEST_RATE_BURST"}},
 		{"short hmac key", map[string]string{"VIGIL_INGEST_CARD_HMAC_KEY": "short"},
 			[]string{"VIGIL_INGEST_CARD_HMAC_KEY: has 5 bytes, need at least 32"}},
 		{"both value and file", map[string]string{"VIGIL_INGEST_CARD_HMAC_KEY_FILE": "/nonexistent"},
@@ -140,7 +180,7 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 	var b strings.Builder
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", c)
 	out := b.String()
-	for _, secret := range []string{"sk_test_abc123", testHMACKey} {
+	for _, secret := range []string{"sk_test_abc123", testHMACKey, "pw-secret"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("config log reveals a secret: %s", out)
 		}

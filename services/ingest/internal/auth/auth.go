@@ -21,6 +21,7 @@ type Keyring struct {
 }
 
 type key struct {
+	id     string
 	source string
 	digest [sha256.Size]byte
 }
@@ -58,7 +59,8 @@ func ParseKeys(spec string) (*Keyring, error) {
 			continue
 		}
 		seen[digest] = true
-		k.keys = append(k.keys, key{source: source, digest: digest})
+		// The id names the key for rate limiting and logs without revealing it.
+		k.keys = append(k.keys, key{id: fmt.Sprintf("env-%d", n), source: source, digest: digest})
 	}
 	if len(errs) == 0 && len(k.keys) == 0 {
 		errs = append(errs, errors.New("no keys"))
@@ -70,6 +72,9 @@ func ParseKeys(spec string) (*Keyring, error) {
 }
 
 // validSource keeps ':' out of sources, so "<source>:<transaction id>" splits unambiguously.
+// ValidSource reports whether s can name a source.
+func ValidSource(s string) bool { return validSource(s) }
+
 func validSource(s string) bool {
 	if s == "" || len(s) > 32 {
 		return false
@@ -95,6 +100,21 @@ func (k *Keyring) Authenticate(apiKey string) (source string, ok bool) {
 		}
 	}
 	return source, ok
+}
+
+// Principal returns the caller owning apiKey, with the service's default rate limit.
+func (k *Keyring) Principal(apiKey string) (Principal, bool) {
+	digest := sha256.Sum256([]byte(apiKey))
+	var (
+		p  Principal
+		ok bool
+	)
+	for _, e := range k.keys {
+		if subtle.ConstantTimeCompare(digest[:], e.digest[:]) == 1 {
+			p, ok = Principal{KeyID: e.id, Source: e.source}, true
+		}
+	}
+	return p, ok
 }
 
 // Sources lists the sources that have keys, sorted, for the start-up log.

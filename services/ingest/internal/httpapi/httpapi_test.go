@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/httpserver"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 	"github.com/vigil-fraud/vigil/services/ingest/internal/auth"
+	"github.com/vigil-fraud/vigil/services/ingest/internal/ratelimit"
 	"github.com/vigil-fraud/vigil/services/ingest/internal/txn"
 )
 
@@ -36,12 +37,26 @@ var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // fakePublisher records what it is given and fails with err when set.
 type fakePublisher struct {
 	mu   sync.Mutex
+	hook func(ctx context.Context) error
 	err  error
 	msgs []*fraudv1.Transaction
 	ctxs []context.Context
 }
 
+func (f *fakePublisher) PublishAll(ctx context.Context, txs []*fraudv1.Transaction) []error {
+	errs := make([]error, len(txs))
+	for i, tx := range txs {
+		errs[i] = f.Publish(ctx, tx)
+	}
+	return errs
+}
+
 func (f *fakePublisher) Publish(ctx context.Context, tx *fraudv1.Transaction) error {
+	if f.hook != nil {
+		if err := f.hook(ctx); err != nil {
+			return err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -76,7 +91,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T, pubErr error) *harness {
+func newHarness(t testing.TB, pubErr error) *harness {
+	t.Helper()
+	return newHarnessWith(t, options{pubErr: pubErr})
+}
+
+// options vary the harness; zero values give the plain API of newHarness.
+type options struct {
+	pubErr    error
+	publish   func(ctx context.Context) error // runs inside Publish when set
+	rate      ratelimit.Limits
+	inFlight  int64
+	idem      Idempotency
+	decisions Decisions
+	maxWait   time.Duration
+	keys      *auth.Keyring
+}
+
+func newHarnessWith(t testing.TB, o options) *harness {
 	t.Helper()
 	keys, err := auth.ParseKeys("acme:" + testKey)
 	if err != nil {
@@ -86,14 +118,29 @@ func newHarness(t *testing.T, pubErr error) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{pub: &fakePublisher{err: pubErr}, tok: tok, logs: &syncBuffer{}}
+	if o.keys != nil {
+		keys = o.keys
+	}
+	h := &harness{pub: &fakePublisher{err: o.pubErr, hook: o.publish}, tok: tok, logs: &syncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	api := New(Config{
 		MaxBodyBytes:   4 << 10,
 		Rules:          txn.Rules{MaxClockSkew: 5 * time.Minute, MaxEventAge: 30 * 24 * time.Hour},
 		PublishTimeout: time.Second,
 		RetryAfter:     2 * time.Second,
-	}, log, keys, tok, h.pub, func() time.Time { return testNow })
+		MaxBatchItems:  3,
+		MaxInFlight:    o.inFlight,
+		RateLimit:      o.rate,
+		MaxWait:        o.maxWait,
+		WaitPoll:       time.Millisecond,
+	}, log, Deps{
+		Keys:        auth.NewAuthenticator(keys, nil, time.Second, log),
+		Tokenizer:   tok,
+		Publisher:   h.pub,
+		Idempotency: o.idem,
+		Decisions:   o.decisions,
+		Now:         func() time.Time { return testNow },
+	})
 	h.handler = api.Handler(httpserver.NewHealth(nil), []byte(`{"openapi":"3.1.0"}`))
 	t.Cleanup(func() {
 		if strings.Contains(h.logs.String(), testPAN) {
@@ -121,7 +168,7 @@ func validBody() map[string]any {
 	}
 }
 
-func encode(t *testing.T, v any) string {
+func encode(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -131,15 +178,18 @@ func encode(t *testing.T, v any) string {
 }
 
 type call struct {
+	path        string // default /v1/transactions
 	body        string
 	contentType string
 	auth        string
 	header      http.Header
 }
 
+// post sends c and checks the response against openapi.json.
 func (h *harness) post(t *testing.T, c call) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(c.body))
+	path := orDefault(c.path, "/v1/transactions")
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(c.body))
 	for k, v := range c.header {
 		req.Header[k] = v
 	}
@@ -154,6 +204,7 @@ func (h *harness) post(t *testing.T, c call) *httptest.ResponseRecorder {
 	if strings.Contains(rec.Body.String(), testPAN) {
 		t.Errorf("response contains the card number: %s", rec.Body.String())
 	}
+	checkResponse(t, http.MethodPost, path, rec)
 	return rec
 }
 

@@ -93,29 +93,37 @@ type requestError struct {
 
 func (e *requestError) Error() string { return e.detail }
 
-// decodeTransaction reads and parses the body. Reading it whole first (it is bounded by
-// maxBytes) lets a syntax error be reported by line and column.
-func decodeTransaction(w http.ResponseWriter, r *http.Request, maxBytes int64) (transactionRequest, error) {
-	var req transactionRequest
+// readBody reads the whole body, bounded by maxBytes. Reading it whole first lets a syntax
+// error be reported by line and column, and gives the idempotency fingerprint its input.
+func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return req, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", maxBytes)}
+			return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", maxBytes)}
 		}
-		return req, &requestError{http.StatusBadRequest, "could not read the request body"}
+		return nil, &requestError{http.StatusBadRequest, "could not read the request body"}
 	}
+	return body, nil
+}
 
+// parseTransaction decodes one transaction strictly: unknown fields and trailing data fail.
+func parseTransaction(body []byte) (transactionRequest, error) {
+	var req transactionRequest
+	return req, strictDecode(body, &req)
+}
+
+func strictDecode(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, decodeError(body, err)
+	if err := dec.Decode(v); err != nil {
+		return decodeError(body, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		line, col := position(body, dec.InputOffset())
-		return req, &requestError{http.StatusBadRequest,
+		return &requestError{http.StatusBadRequest,
 			fmt.Sprintf("unexpected data after the JSON object at line %d, column %d", line, col)}
 	}
-	return req, nil
+	return nil
 }
 
 func decodeError(body []byte, err error) error {

@@ -4,6 +4,7 @@ package publish
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,6 +43,30 @@ func (p *Producer) Publish(ctx context.Context, tx *fraudv1.Transaction) error {
 		return fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
 	}
 	return nil
+}
+
+// PublishAll produces txs concurrently and returns one error per transaction (nil when acked).
+// Batching them in flight lets franz-go pack them into few produce requests.
+func (p *Producer) PublishAll(ctx context.Context, txs []*fraudv1.Transaction) []error {
+	errs := make([]error, len(txs))
+	var wg sync.WaitGroup
+	for i, tx := range txs {
+		rec, err := kafka.NewRecord(p.topic, tx.GetAccountId(), tx)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		telemetry.Inject(ctx, rec)
+		wg.Add(1)
+		p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				errs[i] = fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // Ping checks that the cluster answers, for /readyz.

@@ -74,7 +74,10 @@ func TestPublishThroughAPI(t *testing.T) {
 		MaxBodyBytes:   64 << 10,
 		Rules:          txn.Rules{MaxClockSkew: 5 * time.Minute, MaxEventAge: time.Hour},
 		PublishTimeout: 20 * time.Second,
-	}, slog.New(slog.DiscardHandler), keys, tok, producer, func() time.Time { return now })
+	}, slog.New(slog.DiscardHandler), httpapi.Deps{
+		Keys: auth.NewAuthenticator(keys, nil, time.Second, slog.New(slog.DiscardHandler)), Tokenizer: tok, Publisher: producer,
+		Now: func() time.Time { return now },
+	})
 	handler := api.Handler(httpserver.NewHealth(nil), nil)
 
 	const (

@@ -49,3 +49,20 @@ func (t *Tokenizer) Tokenize(pan PAN) Card {
 	}
 	return c
 }
+
+// Fingerprint is a keyed digest of a request body, for matching idempotent retries. Keyed like
+// the card token because the body holds a PAN: a bare hash stored in Redis could be
+// brute-forced back to the card over its small space once the other fields are guessed.
+func (t *Tokenizer) Fingerprint(parts ...[]byte) string {
+	mac := hmac.New(sha256.New, t.key)
+	mac.Write([]byte("vigil/idempotency-fingerprint/v1"))
+	for _, p := range parts {
+		var n [8]byte
+		for i := range n {
+			n[i] = byte(uint64(len(p)) >> (8 * i))
+		}
+		mac.Write(n[:])
+		mac.Write(p)
+	}
+	return hex.EncodeToString(mac.Sum(nil))
+}

@@ -1,0 +1,643 @@
+// Command ingestbench measures ingest against the real broker: open-loop load at a fixed rate
+// and then at the maximum this machine sustains, each reporting throughput and p50/p99/p99.9
+// ack latency, next to a raw franz-go produce loop of the same message size run in the same
+// invocation, and prints the ratio. It runs the ingest binary as a child process on a fresh
+// topic, a fresh Postgres database and a fresh Redis prefix, and removes them afterwards.
+//
+//	go build -o var/bin/ingest ./services/ingest
+//	eval "$(deploy/local/infra.sh env)"; go run ./loadtest/ingestbench --ingest-bin var/bin/ingest
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/libs/postgres"
+	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+)
+
+type options struct {
+	ingestBin   string
+	rate        float64
+	rateFor     time.Duration
+	maxFor      time.Duration
+	rawFor      time.Duration
+	workers     int
+	batch       int
+	partitions  int
+	brokers     []string
+	postgresURL string
+	redisAddr   string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func parse(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("ingestbench", flag.ContinueOnError)
+	fs.StringVar(&o.ingestBin, "ingest-bin", "var/bin/ingest", "the ingest binary to run")
+	fs.Float64Var(&o.rate, "rate", 1000, "open-loop arrival rate of the fixed-rate phase (tx/s)")
+	fs.DurationVar(&o.rateFor, "rate-for", 10*time.Second, "length of the fixed-rate phase")
+	fs.DurationVar(&o.maxFor, "max-for", 8*time.Second, "length of the maximum-throughput phase")
+	fs.DurationVar(&o.rawFor, "raw-for", 8*time.Second, "length of the raw franz-go produce loop")
+	fs.IntVar(&o.workers, "workers", 64, "concurrent clients of the maximum-throughput phase")
+	fs.IntVar(&o.batch, "batch", 100, "transactions per request in the batch phase (1-500)")
+	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the fresh topic")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var errs []error
+	if o.rate <= 0 || o.workers <= 0 || o.partitions <= 0 {
+		errs = append(errs, errors.New("--rate, --workers and --partitions must be positive"))
+	}
+	if o.batch < 1 || o.batch > 500 {
+		errs = append(errs, errors.New("--batch must be 1-500"))
+	}
+	if total := o.rateFor + o.maxFor*3/2 + o.rawFor*3/2; total > 45*time.Second || o.rateFor <= 0 || o.maxFor <= 0 || o.rawFor <= 0 {
+		errs = append(errs, fmt.Errorf("phases must be positive and total at most 45s (the run is bounded to 60s), got %s", total))
+	}
+	o.brokers = strings.Split(os.Getenv("VIGIL_KAFKA_BROKERS"), ",")
+	o.postgresURL = os.Getenv("VIGIL_POSTGRES_URL")
+	o.redisAddr = os.Getenv("VIGIL_REDIS_ADDR")
+	for name, v := range map[string]string{"VIGIL_KAFKA_BROKERS": os.Getenv("VIGIL_KAFKA_BROKERS"), "VIGIL_POSTGRES_URL": o.postgresURL, "VIGIL_REDIS_ADDR": o.redisAddr} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required (eval \"$(deploy/local/infra.sh env)\")", name))
+		}
+	}
+	return o, errors.Join(errs...)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func run(ctx context.Context, args []string) error {
+	o, err := parse(args)
+	if err != nil {
+		return err
+	}
+	// The whole run, set-up and teardown included, stays under a minute.
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	runID := randomHex(4)
+
+	admin, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...))
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	topic := "bench-ingest-" + runID
+	if err := kafka.EnsureTopics(ctx, admin, o.partitions, topic); err != nil {
+		return err
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		_, _ = kadm.NewClient(admin).DeleteTopics(dctx, topic)
+	}()
+
+	dbURL, dropDB, err := freshDatabase(ctx, o.postgresURL, "bench_ingest_"+runID)
+	if err != nil {
+		return err
+	}
+	defer dropDB()
+
+	apiKey := "bench_" + randomHex(16)
+	addr, err := freePort()
+	if err != nil {
+		return err
+	}
+	stopIngest, err := startIngest(ctx, o, addr, map[string]string{
+		"VIGIL_INGEST_ADDR":            addr,
+		"VIGIL_INGEST_API_KEYS":        "bench:" + apiKey,
+		"VIGIL_INGEST_CARD_HMAC_KEY":   randomHex(32),
+		"VIGIL_INGEST_RATE_LIMIT":      "0",     // measure the service, not the limiter
+		"VIGIL_INGEST_MAX_IN_FLIGHT":   "10000", // franz-go buffers 10,000 records by default
+		"VIGIL_TOPIC_TX":               topic,
+		"VIGIL_POSTGRES_URL":           dbURL,
+		"VIGIL_REDIS_KEY_PREFIX":       "bench-" + runID + ":",
+		"VIGIL_LOG_LEVEL":              "warn",
+		"VIGIL_INGEST_PUBLISH_TIMEOUT": "10s",
+	})
+	if err != nil {
+		return err
+	}
+	defer stopIngest()
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}, Timeout: 15 * time.Second}
+	target := "http://" + addr + "/v1/transactions"
+	gen := &generator{runID: runID, apiKey: apiKey, target: target, client: client}
+
+	sample := gen.body(0)
+	msgSize := messageSize()
+	fmt.Printf("ingestbench: topic %s (%d partitions), HTTP body %d bytes, tx.v1 record value %d bytes; %d cores, load average %s\n",
+		topic, o.partitions, len(sample), msgSize, numCPU(), loadAvg())
+
+	// Warm up connections (as many as the open loop may hold at once) and the producer, so the
+	// first phase measures steady state rather than TCP handshakes.
+	if _, err := gen.closedLoop(ctx, 64, time.Second); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+
+	fixed, err := gen.openLoop(ctx, o.rate, o.rateFor)
+	if err != nil {
+		return err
+	}
+	fixed.print(fmt.Sprintf("ingest open loop @ %.0f tx/s", o.rate))
+
+	maxRes, err := gen.closedLoop(ctx, o.workers, o.maxFor)
+	if err != nil {
+		return err
+	}
+	maxRes.print(fmt.Sprintf("ingest max (%d concurrent clients)", o.workers))
+
+	batchRes, err := gen.batchLoop(ctx, 4, o.batch, o.maxFor/2)
+	if err != nil {
+		return err
+	}
+	batchRes.print(fmt.Sprintf("ingest batch max (%d tx/request, 4 clients)", o.batch))
+
+	rawFixed, err := rawOpenLoop(ctx, o.brokers, topic, o.rate, o.rawFor/2)
+	if err != nil {
+		return err
+	}
+	rawFixed.print(fmt.Sprintf("raw franz-go open loop @ %.0f rec/s", o.rate))
+	raw, err := rawProduce(ctx, o.brokers, topic, o.rawFor)
+	if err != nil {
+		return err
+	}
+	raw.print("raw franz-go produce max, same size")
+	fmt.Printf("load average after the run: %s\n", loadAvg())
+
+	fmt.Printf("ratio ingest batch max / raw produce throughput: %.2f×\n", batchRes.throughput()/raw.throughput())
+	fmt.Printf("ratio ingest max / raw produce throughput: %.2f×; p99 ack at %.0f/s ingest %.2f ms vs raw %.2f ms\n",
+		maxRes.throughput()/raw.throughput(), o.rate,
+		float64(fixed.quantile(0.99).Microseconds())/1000, float64(rawFixed.quantile(0.99).Microseconds())/1000)
+	fmt.Printf("targets: p99 ack at %.0f tx/s < 10 ms: %s; ingest ≥ 0.5× raw: %s\n", o.rate,
+		verdict(fixed.quantile(0.99) < 10*time.Millisecond && fixed.errors == 0),
+		verdict(maxRes.throughput() >= 0.5*raw.throughput()))
+	return nil
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+// loadAvg is printed with the numbers: on a shared box they mean little without it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func numCPU() int {
+	n := 0
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err == nil {
+		n = bytes.Count(b, []byte("processor\t:"))
+	}
+	return n
+}
+
+// freshDatabase creates and migrates a database, so the bench never touches shared tables.
+func freshDatabase(ctx context.Context, adminURL, name string) (string, func(), error) {
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		admin.Close(ctx)
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	drop := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = admin.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		admin.Close(dctx)
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		drop()
+		return "", nil, errors.New("VIGIL_POSTGRES_URL is not a URL")
+	}
+	u.Path = "/" + name
+	pool, err := postgres.Open(ctx, postgres.Config{URL: u.String(), MaxConns: 2})
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	_, err = postgres.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	pool.Close()
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	return u.String(), drop, nil
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startIngest runs the binary with the inherited infra environment plus env and waits for
+// /readyz. The returned stop sends SIGTERM, so the run also exercises graceful shutdown.
+func startIngest(ctx context.Context, o options, addr string, env map[string]string) (func(), error) {
+	cmd := exec.Command(o.ingestBin)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", o.ingestBin, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "ingestbench: ingest exited:", err)
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return stop, nil
+			}
+		}
+		select {
+		case err := <-done:
+			return nil, fmt.Errorf("ingest exited during start-up: %v", err)
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, errors.New("ingest not ready within 30s")
+		}
+	}
+}
+
+type generator struct {
+	runID, apiKey, target string
+	client                *http.Client
+	seq                   atomic.Int64
+}
+
+// pans are Luhn-valid test card numbers.
+var pans = []string{"4111111111111111", "5555555555554444", "378282246310005", "6011111111111117"}
+
+func (g *generator) body(i int64) []byte {
+	return fmt.Appendf(nil, `{"transaction_id":"b%s-%d","account_id":"acct-%d","card_number":%q,"merchant_id":"m-%d","terminal_id":"t-%d",`+
+		`"mcc":"5411","amount_minor":%d,"currency":"EUR","country":"DE","channel":"ecommerce","device_id":"dev-%d","ip":"203.0.113.7","event_time":%q}`,
+		g.runID, i, i%5000, pans[i%int64(len(pans))], i%300, i%900, 100+i%90000, i%7000, time.Now().UTC().Add(-time.Second).Format(time.RFC3339))
+}
+
+// send posts one transaction and reports whether it was accepted (202).
+func (g *generator) send(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.target, bytes.NewReader(g.body(g.seq.Add(1))))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+g.apiKey)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusAccepted
+}
+
+type result struct {
+	lat     []time.Duration
+	errors  int
+	elapsed time.Duration
+}
+
+func (r *result) throughput() float64 { return float64(len(r.lat)) / r.elapsed.Seconds() }
+
+func (r *result) quantile(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	slices.Sort(r.lat)
+	i := int(math.Ceil(q*float64(len(r.lat)))) - 1
+	return r.lat[max(0, min(i, len(r.lat)-1))]
+}
+
+func (r *result) print(name string) {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	fmt.Printf("%-42s %9.0f acks/s  n=%-7d errors=%-5d p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  max %7.2f ms\n",
+		name, r.throughput(), len(r.lat), r.errors, ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(0.999)), ms(r.quantile(1)))
+}
+
+// openLoop fires requests at their scheduled times whether or not earlier ones returned, and
+// measures each from its scheduled time, so a stall shows in the latencies instead of
+// silently lowering the offered load (coordinated omission).
+func (g *generator) openLoop(ctx context.Context, rate float64, d time.Duration) (*result, error) {
+	n := int(rate * d.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	res := &result{}
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(at); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		wg.Go(func() {
+			ok := g.send(ctx)
+			lat := time.Since(at)
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				res.lat = append(res.lat, lat)
+			} else {
+				res.errors++
+			}
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res, nil
+}
+
+// closedLoop runs workers that each send back to back: the throughput the service sustains.
+func (g *generator) closedLoop(ctx context.Context, workers int, d time.Duration) (*result, error) {
+	res := &result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	for range workers {
+		wg.Go(func() {
+			var lat []time.Duration
+			errs := 0
+			for time.Now().Before(end) && ctx.Err() == nil {
+				t := time.Now()
+				if g.send(ctx) {
+					lat = append(lat, time.Since(t))
+				} else {
+					errs++
+				}
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.errors += errs
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if len(res.lat) == 0 {
+		return nil, fmt.Errorf("no request was accepted (%d errors)", res.errors)
+	}
+	return res, nil
+}
+
+// batchLoop posts batches of size transactions back to back from workers clients; each
+// accepted item counts as one ack, timed by its request.
+func (g *generator) batchLoop(ctx context.Context, workers, size int, d time.Duration) (*result, error) {
+	res := &result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	target := g.target + ":batch"
+	for range workers {
+		wg.Go(func() {
+			for time.Now().Before(end) && ctx.Err() == nil {
+				var body bytes.Buffer
+				body.WriteString(`{"transactions":[`)
+				for i := range size {
+					if i > 0 {
+						body.WriteByte(',')
+					}
+					body.Write(g.body(g.seq.Add(1)))
+				}
+				body.WriteString(`]}`)
+				t := time.Now()
+				accepted := g.post(ctx, target, body.Bytes())
+				lat := time.Since(t)
+				mu.Lock()
+				for range accepted {
+					res.lat = append(res.lat, lat)
+				}
+				res.errors += size - accepted
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return res, nil
+}
+
+// post sends a batch and returns how many items were accepted.
+func (g *generator) post(ctx context.Context, target string, body []byte) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+g.apiKey)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Accepted int `json:"accepted"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		return 0
+	}
+	return out.Accepted
+}
+
+// sampleTx is shaped like what ingest produces for generator bodies.
+func sampleTx(i int) *fraudv1.Transaction {
+	now := time.Now()
+	return &fraudv1.Transaction{
+		Id: fmt.Sprintf("bench:braw-%d", i), Source: "bench", ClientTransactionId: fmt.Sprintf("braw-%d", i),
+		AccountId:   fmt.Sprintf("acct-%d", i%5000),
+		Card:        &fraudv1.Card{Token: strings.Repeat("ab", 32), TokenKeyId: "k1", Bin: "411111", Last4: "1111"},
+		AmountMinor: 100 + int64(i%90000), Currency: "EUR", MerchantId: fmt.Sprintf("m-%d", i%300), TerminalId: fmt.Sprintf("t-%d", i%900),
+		Mcc: "5411", Country: "DE", Channel: fraudv1.Channel_CHANNEL_ECOMMERCE, DeviceId: fmt.Sprintf("dev-%d", i%7000), Ip: "203.0.113.7",
+		EventTime: timestamppb.New(now), ReceivedTime: timestamppb.New(now),
+	}
+}
+
+func messageSize() int {
+	rec, err := kafka.NewRecord("x", "k", sampleTx(123456))
+	if err != nil {
+		return 0
+	}
+	return len(rec.Value)
+}
+
+// rawOpenLoop produces records of the ingest message's size at a fixed rate with the same
+// producer options, each timed from its scheduled send to its ack: the latency floor the
+// broker sets for ingest at that rate.
+func rawOpenLoop(ctx context.Context, brokers []string, topic string, rate float64, d time.Duration) (*result, error) {
+	cl, err := kgo.NewClient(kafka.ProducerOptions(brokers)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	res := &result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	n := int(rate * d.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(at); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		tx := sampleTx(i)
+		rec, err := kafka.NewRecord(topic, tx.GetAccountId(), tx)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			lat := time.Since(at)
+			mu.Lock()
+			if err != nil {
+				res.errors++
+			} else {
+				res.lat = append(res.lat, lat)
+			}
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res, ctx.Err()
+}
+
+// rawProduce is the baseline: the same producer options ingest uses and records of the same
+// size, produced as fast as acks come back, with as many in flight as the ingest phase allowed.
+func rawProduce(ctx context.Context, brokers []string, topic string, d time.Duration) (*result, error) {
+	cl, err := kgo.NewClient(kafka.ProducerOptions(brokers)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	res := &result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	inflight := make(chan struct{}, 4096)
+	start := time.Now()
+	end := start.Add(d)
+	for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
+		tx := sampleTx(i)
+		rec, err := kafka.NewRecord(topic, tx.GetAccountId(), tx)
+		if err != nil {
+			return nil, err
+		}
+		inflight <- struct{}{}
+		t := time.Now()
+		wg.Add(1)
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			lat := time.Since(t)
+			mu.Lock()
+			if err != nil {
+				res.errors++
+			} else {
+				res.lat = append(res.lat, lat)
+			}
+			mu.Unlock()
+			<-inflight
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res, ctx.Err()
+}
