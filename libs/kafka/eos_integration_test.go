@@ -158,13 +158,13 @@ func TestEOSCopiesExactlyOnceAcrossAbortsAndRestarts(t *testing.T) {
 	}
 	assertExactlyOnce(t, seen, n)
 	if got := testutil.ToFloat64(second.metrics.records); got != float64(second.Stats.Records.Load()) || got == 0 {
-		t.Fatalf("vigil_eos_records_total = %v, stats say %d", got, second.Stats.Records.Load())
+		t.Fatalf("vigil_kafka_records_total = %v, stats say %d", got, second.Stats.Records.Load())
 	}
 	// The group has consumed everything: the lag collector reports zero on every partition.
 	lag := NewLagCollector(cl, group)
 	lreg := prometheus.NewRegistry()
 	lreg.MustRegister(lag)
-	if n, err := testutil.GatherAndCount(lreg, "vigil_consumer_lag"); err != nil || n != 3 {
+	if n, err := testutil.GatherAndCount(lreg, "vigil_kafka_consumer_lag"); err != nil || n != 3 {
 		t.Fatalf("lag series = %d, %v; want 3", n, err)
 	}
 	if total := testutil.ToFloat64(sumLag{lag}); total != 0 {

@@ -13,28 +13,28 @@ import (
 
 // eosMetrics are the exactly-once loop's Prometheus series, labelled by consumer group.
 type eosMetrics struct {
-	transactions *prometheus.CounterVec   // outcome: committed, aborted
-	duration     *prometheus.HistogramVec // outcome
+	transactions *prometheus.CounterVec   // result: commit, abort
+	duration     *prometheus.HistogramVec // result
 	records      prometheus.Counter
-	deadLetters  *prometheus.CounterVec // topic
+	deadLetters  *prometheus.CounterVec // topic, reason
 }
 
 func newEOSMetrics(reg prometheus.Registerer, group string) *eosMetrics {
 	labels := prometheus.Labels{"group": group}
 	m := &eosMetrics{
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vigil_eos_transactions_total", Help: "Kafka transactions ended by the exactly-once loop, by outcome.", ConstLabels: labels,
-		}, []string{"outcome"}),
+			Name: "vigil_kafka_transactions_total", Help: "Kafka transactions ended by the exactly-once loop, by result (commit or abort).", ConstLabels: labels,
+		}, []string{"result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "vigil_eos_transaction_duration_seconds", Help: "Time from Begin to End of a Kafka transaction.", ConstLabels: labels,
+			Name: "vigil_kafka_transaction_duration_seconds", Help: "Time from Begin to End of a Kafka transaction.", ConstLabels: labels,
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"outcome"}),
+		}, []string{"result"}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_eos_records_total", Help: "Input records committed by the exactly-once loop.", ConstLabels: labels,
+			Name: "vigil_kafka_records_total", Help: "Input records committed by the exactly-once loop.", ConstLabels: labels,
 		}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_dlq_records_total", Help: "Records written to a dead-letter topic.", ConstLabels: labels,
-		}, []string{"topic"}),
+		}, []string{"topic", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.transactions, m.duration, m.records, m.deadLetters)
@@ -43,18 +43,27 @@ func newEOSMetrics(reg prometheus.Registerer, group string) *eosMetrics {
 }
 
 func (m *eosMetrics) observe(committed bool, records int, out []*kgo.Record, d time.Duration) {
-	outcome := "aborted"
+	result := "abort"
 	if committed {
-		outcome = "committed"
+		result = "commit"
 		m.records.Add(float64(records))
 		for _, r := range out {
 			if strings.HasSuffix(r.Topic, ".dlq") {
-				m.deadLetters.WithLabelValues(r.Topic).Inc()
+				m.deadLetters.WithLabelValues(r.Topic, deadLetterReason(r)).Inc()
 			}
 		}
 	}
-	m.transactions.WithLabelValues(outcome).Inc()
-	m.duration.WithLabelValues(outcome).Observe(d.Seconds())
+	m.transactions.WithLabelValues(result).Inc()
+	m.duration.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// deadLetterReason is a low-cardinality class of a dead letter's error header: "decode" for
+// records that cannot be read, "rejected" for records that decode but fail validation.
+func deadLetterReason(r *kgo.Record) string {
+	if strings.Contains(Header(r, HeaderError), ErrDecode.Error()) {
+		return "decode"
+	}
+	return "rejected"
 }
 
 // LagCollector reports consumer-group lag per partition at scrape time (one ListOffsets and
@@ -70,7 +79,7 @@ func NewLagCollector(cl *kgo.Client, groups ...string) *LagCollector {
 	return &LagCollector{
 		adm:    kadm.NewClient(cl),
 		groups: groups,
-		desc: prometheus.NewDesc("vigil_consumer_lag", "Records between a group's committed offset and the partition end.",
+		desc: prometheus.NewDesc("vigil_kafka_consumer_lag", "Records between a group's committed offset and the partition end.",
 			[]string{"group", "topic", "partition"}, nil),
 	}
 }
