@@ -1,11 +1,16 @@
-// Package features is the single definition of the transaction feature
-// vector. The streaming feature-window service and the offline dataset
-// builder both call Compute, so a model is always trained on exactly the
-// values it will be served with.
+// Package features is the single definition of the transaction feature vector. The streaming
+// feature-window service and the offline dataset builder both go through it, so a model is
+// always trained on exactly the values it will be served with.
 //
-// Changing Names, their order or how any value is computed changes what a
-// trained model means: bump SchemaVersion so artifacts trained on the old
-// schema are refused instead of silently mis-scored.
+// The window math is written once, as a Plan: the reads and updates one event makes against a
+// small store of hashes (plan.go). The stream runs plans in Redis through one generic Lua
+// interpreter (services/feature-window/internal/window); Offline runs the same plans against
+// MemStore. Vector turns the plan's reads into the feature values. Nothing here knows Redis or
+// Kafka.
+//
+// Changing Names, their order or how any value is computed changes what a trained model means:
+// bump SchemaVersion so artifacts trained on the old schema are refused instead of silently
+// mis-scored.
 package features
 
 import (
@@ -15,44 +20,99 @@ import (
 	"time"
 )
 
-// SchemaVersion identifies the feature definition below. Model artifacts
-// record it and scoring refuses a model whose schema differs from the stream's.
-const SchemaVersion = "fs-1"
+// SchemaVersion identifies the feature definition below. Model artifacts record it and scoring
+// refuses a model whose schema differs from the stream's.
+const SchemaVersion = "fs-2"
 
-// Names lists the features in vector order. Treat it as read-only: it is a
-// variable only so callers can range over it and pass it around as a slice.
+// Names lists the features in vector order. Treat it as read-only.
+//
+// Window features are tiled (see accountWindows): "over 1h" means the 12 five-minute tiles
+// ending with the event's tile, so the old edge is ragged by up to one tile. Counts and sums
+// include the event itself. Amounts are in major currency units.
 var Names = []string{
-	"amount",           // major currency units
-	"account_count_1h", // account's transactions in (t-1h, t], this one included
-	"is_night",         // 1 if the UTC hour of the event is <= 6
-	"is_weekend",       // 1 if the UTC day of the event is Saturday or Sunday
+	"amount",
+	"account_count_1h",
+	"account_sum_1h",
+	"account_mean_1h",
+	"account_count_10m",
+	"account_sum_10m",
+	"account_mean_10m",
+	"account_count_1d",
+	"account_sum_1d",
+	"account_mean_1d",
+	"account_count_7d",
+	"account_sum_7d",
+	"account_mean_7d",
+	"account_count_30d",
+	"account_sum_30d",
+	"account_mean_30d",
+	"account_distinct_merchants_1d", // merchants (and below terminals, countries) last seen within 24 h of the event
+	"account_distinct_terminals_1d",
+	"account_distinct_countries_1d",
+	"account_seconds_since_prev", // since the account's latest earlier-applied event; 30 d when none, 0 when out of order
+	"account_amount_zscore_30d",  // vs the account's previous 30 daily tiles; 0 with < 2 previous or no spread
+	"card_count_1h",
+	"card_count_1d",
+	"device_distinct_accounts_1d",
+	"terminal_count_1d", // terminal features cover whole days ending LabelDelay before the event's day (Handbook)
+	"terminal_count_7d",
+	"terminal_count_30d",
+	"terminal_fraud_ratio_1d",
+	"terminal_fraud_ratio_7d",
+	"terminal_fraud_ratio_30d",
+	"is_weekend", // UTC Saturday or Sunday
+	"is_night",   // UTC hour <= 6
+	"channel_card_present",
+	"channel_ecommerce",
+	"channel_moto",
+	"channel_atm",
+	"channel_contactless",
+	"country_mismatch", // 1 when the country differs from the account's first seen country
 }
 
-// Input is what Compute needs from one transaction and its windows.
-type Input struct {
-	AmountMinor int64
-	EventTime   time.Time
-	// AccountCount1h counts the account's transactions with event time in
-	// (EventTime-1h, EventTime], including this one, so it is at least 1 for
-	// a real transaction.
-	AccountCount1h int64
+// Channels are the channel names of Event.Channel, in the order of the channel_* features.
+var Channels = []string{"card_present", "ecommerce", "moto", "atm", "contactless"}
+
+// Config holds the parameters of the definitions. Stream and offline must use the same values.
+type Config struct {
+	// LabelDelay: terminal features use days that ended at least this long before the event,
+	// and a fraud label counts only if known within LabelDelay of its transaction.
+	LabelDelay time.Duration
+	// AllowedLateness: an event more than this much older than its account's newest applied
+	// event is late: it gets features but does not update any window.
+	AllowedLateness time.Duration
 }
 
-// Compute returns the feature values in Names order.
-func Compute(in Input) []float64 {
-	// UTC, not the server's zone, so the stream and a backfill running on
-	// differently configured hosts agree on the hour and the weekday.
-	t := in.EventTime.UTC()
-	return []float64{
-		float64(in.AmountMinor) / 100,
-		float64(in.AccountCount1h),
-		boolToFloat(t.Hour() <= 6),
-		boolToFloat(t.Weekday() == time.Saturday || t.Weekday() == time.Sunday),
-	}
+// DefaultConfig is the configuration the service and NewOffline use unless told otherwise.
+func DefaultConfig() Config {
+	return Config{LabelDelay: 7 * 24 * time.Hour, AllowedLateness: time.Hour}
 }
 
-// Index returns the position of name in the vector, or -1 if the schema has
-// no such feature.
+// Event is one transaction as the feature definitions see it.
+type Event struct {
+	TransactionID string
+	AccountID     string
+	CardToken     string
+	MerchantID    string
+	TerminalID    string
+	DeviceID      string
+	Country       string
+	Channel       string // one of Channels; anything else sets no channel feature
+	AmountMinor   int64
+	EventTime     time.Time
+}
+
+// Label is an analyst's (or the simulator's) verdict on one transaction. Only the first label
+// of a transaction counts, and only a fraud label known within LabelDelay of the transaction.
+type Label struct {
+	TransactionID   string
+	TerminalID      string
+	Fraud           bool
+	TransactionTime time.Time
+	KnownAt         time.Time
+}
+
+// Index returns the position of name in the vector, or -1 if the schema has no such feature.
 func Index(name string) int {
 	for i, n := range Names {
 		if n == name {
@@ -67,9 +127,9 @@ func SchemaHash() string {
 	return Hash(SchemaVersion, Names)
 }
 
-// Hash fingerprints a schema version together with its feature names: the
-// first 16 hex characters of sha256("<version>,<name1>,<name2>,..."). It
-// catches a reordered or renamed feature list that kept its version string.
+// Hash fingerprints a schema version together with its feature names: the first 16 hex
+// characters of sha256("<version>,<name1>,<name2>,..."). It catches a reordered or renamed
+// feature list that kept its version string.
 func Hash(version string, names []string) string {
 	parts := make([]string, 0, len(names)+1)
 	parts = append(parts, version)

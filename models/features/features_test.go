@@ -3,81 +3,61 @@ package features
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"slices"
+	"strings"
 	"testing"
 	"time"
 )
 
-func TestCompute(t *testing.T) {
-	// 2024-03-06 is a Wednesday, 2024-03-09 a Saturday.
+// 2024-03-06 is a Wednesday, 2024-03-09 a Saturday.
+var wed = time.Date(2024, 3, 6, 14, 30, 0, 0, time.UTC)
+
+func ev(id, acct string, at time.Time, minor int64) Event {
+	return Event{TransactionID: id, AccountID: acct, AmountMinor: minor, EventTime: at}
+}
+
+func val(v []float64, name string) float64 { return v[Index(name)] }
+
+func TestVectorShapeAndTransactionFeatures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
-		in   Input
-		want []float64
+		ev   Event
+		want map[string]float64
 	}{
-		{
-			name: "weekday afternoon",
-			in:   Input{AmountMinor: 12345, EventTime: time.Date(2024, 3, 6, 14, 30, 0, 0, time.UTC), AccountCount1h: 3},
-			want: []float64{123.45, 3, 0, 0},
-		},
-		{
-			name: "hour 6 is still night",
-			in:   Input{AmountMinor: 100, EventTime: time.Date(2024, 3, 6, 6, 59, 59, 0, time.UTC), AccountCount1h: 1},
-			want: []float64{1, 1, 1, 0},
-		},
-		{
-			name: "hour 7 is day",
-			in:   Input{AmountMinor: 100, EventTime: time.Date(2024, 3, 6, 7, 0, 0, 0, time.UTC), AccountCount1h: 1},
-			want: []float64{1, 1, 0, 0},
-		},
-		{
-			name: "midnight saturday",
-			in:   Input{AmountMinor: 0, EventTime: time.Date(2024, 3, 9, 0, 0, 0, 0, time.UTC), AccountCount1h: 1},
-			want: []float64{0, 1, 1, 1},
-		},
-		{
-			name: "sunday evening",
-			in:   Input{AmountMinor: 22001, EventTime: time.Date(2024, 3, 10, 23, 0, 0, 0, time.UTC), AccountCount1h: 7},
-			want: []float64{220.01, 7, 0, 1},
-		},
-		{
-			// 2024-03-08 23:30 in UTC-5 is 2024-03-09 04:30 UTC: Saturday night.
-			name: "non-UTC time is read in UTC",
-			in:   Input{AmountMinor: 5, EventTime: time.Date(2024, 3, 8, 23, 30, 0, 0, time.FixedZone("EST", -5*3600)), AccountCount1h: 2},
-			want: []float64{0.05, 2, 1, 1},
-		},
-		{
-			name: "refund keeps its sign",
-			in:   Input{AmountMinor: -250, EventTime: time.Date(2024, 3, 6, 12, 0, 0, 0, time.UTC), AccountCount1h: 1},
-			want: []float64{-2.5, 1, 0, 0},
-		},
+		{"weekday afternoon", Event{AccountID: "a", AmountMinor: 12345, EventTime: wed, Channel: "ecommerce"},
+			map[string]float64{"amount": 123.45, "is_night": 0, "is_weekend": 0, "channel_ecommerce": 1, "channel_atm": 0, "account_count_1h": 1}},
+		{"hour 6 is still night", ev("", "a", time.Date(2024, 3, 6, 6, 59, 59, 0, time.UTC), 100), map[string]float64{"is_night": 1}},
+		{"hour 7 is day", ev("", "a", time.Date(2024, 3, 6, 7, 0, 0, 0, time.UTC), 100), map[string]float64{"is_night": 0}},
+		{"midnight saturday", ev("", "a", time.Date(2024, 3, 9, 0, 0, 0, 0, time.UTC), 0), map[string]float64{"is_night": 1, "is_weekend": 1}},
+		{"non-UTC time is read in UTC", ev("", "a", time.Date(2024, 3, 8, 23, 30, 0, 0, time.FixedZone("EST", -5*3600)), 5),
+			map[string]float64{"is_night": 1, "is_weekend": 1, "amount": 0.05}},
+		{"refund keeps its sign", ev("", "a", wed, -250), map[string]float64{"amount": -2.5, "account_sum_1h": -2.5}},
+		{"unknown channel sets none", Event{AccountID: "a", EventTime: wed, Channel: "phone"}, map[string]float64{"channel_card_present": 0, "channel_ecommerce": 0}},
+		{"first event has no previous", ev("", "a", wed, 1), map[string]float64{"account_seconds_since_prev": (30 * day).Seconds(), "account_amount_zscore_30d": 0}},
+		{"no card, device, terminal", ev("", "a", wed, 1), map[string]float64{"card_count_1h": 0, "device_distinct_accounts_1d": 0, "terminal_count_30d": 0}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := Compute(tt.in)
-			if len(got) != len(Names) {
-				t.Fatalf("Compute returned %d values, Names has %d", len(got), len(Names))
+		v := NewOffline().Next(tt.ev)
+		if len(v) != len(Names) {
+			t.Fatalf("%s: %d values, %d names", tt.name, len(v), len(Names))
+		}
+		for n, want := range tt.want {
+			if Index(n) < 0 {
+				t.Fatalf("no feature %s", n)
 			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("Compute(%+v) = %v, want %v", tt.in, got, tt.want)
+			if got := val(v, n); got != want {
+				t.Errorf("%s: %s = %v, want %v", tt.name, n, got, want)
 			}
-		})
+		}
 	}
 }
 
 func TestIndex(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		want int
-	}{
-		{"amount", 0},
-		{"account_count_1h", 1},
-		{"is_night", 2},
-		{"is_weekend", 3},
-		{"Amount", -1},
-		{"", -1},
-		{"card_count_1h", -1},
-	}
+	}{{"amount", 0}, {"account_count_1h", 1}, {"Amount", -1}, {"", -1}}
 	for _, tt := range tests {
 		if got := Index(tt.name); got != tt.want {
 			t.Errorf("Index(%q) = %d, want %d", tt.name, got, tt.want)
@@ -86,6 +66,7 @@ func TestIndex(t *testing.T) {
 }
 
 func TestNamesAreUnique(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, n := range Names {
 		if seen[n] {
@@ -96,27 +77,253 @@ func TestNamesAreUnique(t *testing.T) {
 }
 
 func TestSchemaHash(t *testing.T) {
-	sum := sha256.Sum256([]byte("fs-1,amount,account_count_1h,is_night,is_weekend"))
-	want := hex.EncodeToString(sum[:])[:16]
-	if got := SchemaHash(); got != want {
+	t.Parallel()
+	sum := sha256.Sum256([]byte("fs-2," + strings.Join(Names, ",")))
+	if got, want := SchemaHash(), hex.EncodeToString(sum[:])[:16]; got != want {
 		t.Errorf("SchemaHash() = %q, want %q", got, want)
 	}
-	if len(want) != 16 {
-		t.Fatalf("hash length %d, want 16", len(want))
+	if Hash("fs-1", Names) == SchemaHash() || Hash(SchemaVersion, Names[:2]) == SchemaHash() {
+		t.Error("hash collides with another schema")
 	}
+}
 
+func TestTileIndex(t *testing.T) {
+	t.Parallel()
+	epoch := time.Unix(0, 0)
 	tests := []struct {
-		name    string
-		version string
-		names   []string
+		at   time.Time
+		tile time.Duration
+		want int64
 	}{
-		{"other version", "fs-2", Names},
-		{"reordered", SchemaVersion, []string{"account_count_1h", "amount", "is_night", "is_weekend"}},
-		{"dropped feature", SchemaVersion, Names[:2]},
+		{epoch, time.Minute, 0},
+		{epoch.Add(59999 * time.Millisecond), time.Minute, 0},
+		{epoch.Add(time.Minute), time.Minute, 1},
+		{epoch.Add(-time.Millisecond), time.Minute, -1}, // floor, not truncation, before 1970
+		{epoch.Add(-time.Minute), time.Minute, -1},
+		{epoch.Add(-time.Minute - time.Millisecond), time.Minute, -2},
+		{epoch.Add(25 * time.Hour), day, 1},
 	}
 	for _, tt := range tests {
-		if Hash(tt.version, tt.names) == SchemaHash() {
-			t.Errorf("%s: hash collides with the current schema", tt.name)
+		if got := TileIndex(tt.at, tt.tile); got != tt.want {
+			t.Errorf("TileIndex(%v, %v) = %d, want %d", tt.at.UTC(), tt.tile, got, tt.want)
 		}
+	}
+}
+
+// TestWindowEdges: a window is the n tiles ending with the event's tile.
+func TestWindowEdges(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC) // on a 5-minute tile boundary
+	tests := []struct {
+		name    string
+		gap     time.Duration
+		feature string
+		want    float64
+	}{
+		{"same tile", time.Minute, "account_count_1h", 2},
+		{"59m: same 12 tiles", 59 * time.Minute, "account_count_1h", 2},
+		{"60m: first tile left", 60 * time.Minute, "account_count_1h", 1},
+		{"64m59: ragged edge by one tile", 64*time.Minute + 59*time.Second, "account_count_1h", 1},
+		{"9m59s in 10m", 9*time.Minute + 59*time.Second, "account_count_10m", 2},
+		{"10m out of 10m", 10 * time.Minute, "account_count_10m", 1},
+		{"23h in 1d", 23 * time.Hour, "account_count_1d", 2},
+		{"24h out of 1d", 24 * time.Hour, "account_count_1d", 1},
+		{"29d in 30d", 29 * day, "account_count_30d", 2},
+		{"30d out of 30d", 30 * day, "account_count_30d", 1},
+		{"sum", time.Minute, "account_sum_1h", 3},
+		{"mean", time.Minute, "account_mean_1h", 1.5},
+		{"seconds since prev", 90 * time.Second, "account_seconds_since_prev", 90},
+	}
+	for _, tt := range tests {
+		o := NewOffline()
+		o.Next(ev("1", "a", t0, 100))
+		v := o.Next(ev("2", "a", t0.Add(tt.gap), 200))
+		if got := val(v, tt.feature); got != tt.want {
+			t.Errorf("%s: %s = %v, want %v", tt.name, tt.feature, got, tt.want)
+		}
+	}
+}
+
+func TestLateness(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	cfg := Config{LabelDelay: 7 * day, AllowedLateness: 30 * time.Minute}
+	tests := []struct {
+		name     string
+		lateBy   time.Duration
+		wantLate bool
+	}{
+		{"in order", -time.Minute, false},
+		{"30m late: within lateness, folded into its tile", 30 * time.Minute, false},
+		{"31m late: passed on, not applied", 31 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		o := NewOfflineConfig(cfg)
+		o.Next(ev("1", "a", t0, 100))
+		at := t0.Add(-tt.lateBy)
+		first := o.Next(ev("2", "a", at, 100))
+		if (o.Late == 1) != tt.wantLate {
+			t.Errorf("%s: late = %d, want %v", tt.name, o.Late, tt.wantLate)
+		}
+		// A late event still gets features, itself counted.
+		if got := val(first, "account_count_10m"); got < 1 {
+			t.Errorf("%s: own count %v", tt.name, got)
+		}
+		// Another event in the same tile sees the earlier one only if it was applied.
+		v := o.Next(ev("3", "a", at, 100))
+		want := 3.0 // 1 (when in the same tile), 2 and this one
+		if tt.lateBy > 0 {
+			want = 2 // 1 is in a later tile; 2 and this one
+		}
+		if tt.wantLate {
+			want = 1
+		}
+		if got := val(v, "account_count_10m"); got != want {
+			t.Errorf("%s: account_count_10m = %v, want %v", tt.name, got, want)
+		}
+	}
+}
+
+func TestTileTTLCoversWindowAndLateness(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		w, tile, late, want time.Duration
+	}{
+		{time.Hour, 5 * time.Minute, 0, time.Hour + 5*time.Minute + margin},
+		{30 * day, day, time.Hour, 31*day + 2*time.Hour},
+	}
+	for _, tt := range tests {
+		got := TileTTL(tt.w, tt.tile, tt.late)
+		if got != tt.want || got < tt.w+tt.tile+tt.late {
+			t.Errorf("TileTTL(%v, %v, %v) = %v, want %v", tt.w, tt.tile, tt.late, got, tt.want)
+		}
+	}
+	// Every TTL a plan sets outlives the window it serves.
+	p := TxPlan(DefaultConfig(), Event{AccountID: "a", CardToken: "c", DeviceID: "d", TerminalID: "t", EventTime: wed})
+	for _, op := range p.Writes {
+		if op.Kind == OpTTL && time.Duration(op.Num)*time.Millisecond < 10*time.Minute+DefaultConfig().AllowedLateness {
+			t.Errorf("key %s ttl %d ms too short", p.Keys[op.Key], op.Num)
+		}
+	}
+}
+
+func TestPruningKeepsWhatLaterEventsRead(t *testing.T) {
+	t.Parallel()
+	o := NewOffline()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	for i := range 200 {
+		o.Next(ev("x", "a", t0.Add(time.Duration(i)*7*time.Minute), 100))
+	}
+	h := o.store.hashes["a:a:10m"]
+	if len(h) > 2*(10+int(DefaultConfig().AllowedLateness/time.Minute)+1) {
+		t.Errorf("10m tiles not pruned: %d fields", len(h))
+	}
+	v := o.Next(ev("y", "a", t0.Add(200*7*time.Minute), 100))
+	if val(v, "account_count_1h") != 1+7 { // 7-minute spacing: 7 earlier events in the 12 five-minute tiles
+		t.Errorf("count after pruning = %v", val(v, "account_count_1h"))
+	}
+}
+
+func TestCrossEntityFeatures(t *testing.T) {
+	t.Parallel()
+	o := NewOffline()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	e := func(acct, merch, country string, at time.Duration) Event {
+		return Event{AccountID: acct, CardToken: "card-" + acct, MerchantID: merch, TerminalID: "term-" + merch, DeviceID: "dev", Country: country, EventTime: t0.Add(at), AmountMinor: 1000}
+	}
+	o.Next(e("a", "m1", "FR", 0))
+	o.Next(e("b", "m1", "FR", time.Minute))
+	o.Next(e("a", "m2", "DE", 2*time.Minute))
+	v := o.Next(e("a", "m2", "FR", 3*time.Minute))
+	want := map[string]float64{
+		"account_distinct_merchants_1d": 2, "account_distinct_terminals_1d": 2, "account_distinct_countries_1d": 2,
+		"card_count_1h": 3, "card_count_1d": 3, "device_distinct_accounts_1d": 2, "country_mismatch": 0,
+		"account_seconds_since_prev": 60,
+	}
+	for n, w := range want {
+		if got := val(v, n); got != w {
+			t.Errorf("%s = %v, want %v", n, got, w)
+		}
+	}
+	v = o.Next(e("a", "m2", "DE", 4*time.Minute))
+	if val(v, "country_mismatch") != 1 {
+		t.Error("DE differs from the account's first country FR")
+	}
+}
+
+// TestTerminalDelayedFraudRatio: the Handbook's features over whole days ending before
+// event day - delay - 1, with labels known within the delay.
+func TestTerminalDelayedFraudRatio(t *testing.T) {
+	t.Parallel()
+	d0 := time.Date(2018, 4, 2, 10, 0, 0, 0, time.UTC)
+	cfg := DefaultConfig()
+	tests := []struct {
+		name       string
+		probeAfter time.Duration
+		labelAt    time.Duration // after the transaction
+		wantCount  float64
+		wantRatio  float64
+	}{
+		{"inside the delay: nothing", 7 * day, 6 * day, 0, 0},
+		{"delay + 1 day: counted", 8 * day, 6 * day, 2, 0.5},
+		{"label later than the delay ignored", 8 * day, 7*day + time.Second, 2, 0},
+		{"older than 1 day window", 9 * day, 6 * day, 0, 0},
+	}
+	for _, tt := range tests {
+		o := NewOfflineConfig(cfg)
+		o.Next(Event{TransactionID: "f", AccountID: "a", TerminalID: "T", EventTime: d0})
+		o.Next(Event{TransactionID: "g", AccountID: "b", TerminalID: "T", EventTime: d0.Add(time.Hour)})
+		o.AddLabel(Label{TransactionID: "f", TerminalID: "T", Fraud: true, TransactionTime: d0, KnownAt: d0.Add(tt.labelAt)})
+		o.AddLabel(Label{TransactionID: "f", TerminalID: "T", Fraud: true, TransactionTime: d0, KnownAt: d0.Add(tt.labelAt)}) // duplicate
+		v := o.Next(Event{TransactionID: "p", AccountID: "c", TerminalID: "T", EventTime: d0.Add(tt.probeAfter)})
+		if got := val(v, "terminal_count_1d"); got != tt.wantCount {
+			t.Errorf("%s: terminal_count_1d = %v, want %v", tt.name, got, tt.wantCount)
+		}
+		if got := val(v, "terminal_fraud_ratio_1d"); got != tt.wantRatio {
+			t.Errorf("%s: terminal_fraud_ratio_1d = %v, want %v", tt.name, got, tt.wantRatio)
+		}
+		if got := val(v, "terminal_count_30d"); tt.probeAfter >= 8*day && got != 2 {
+			t.Errorf("%s: terminal_count_30d = %v, want 2", tt.name, got)
+		}
+	}
+}
+
+func TestZScore(t *testing.T) {
+	t.Parallel()
+	o := NewOffline()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	o.Next(ev("1", "a", t0, 1000))
+	o.Next(ev("2", "a", t0.Add(time.Hour), 3000))
+	v := o.Next(ev("3", "a", t0.Add(2*time.Hour), 4000)) // mean 20, sd 10
+	if got := val(v, "account_amount_zscore_30d"); got != 2 {
+		t.Errorf("zscore = %v, want 2", got)
+	}
+}
+
+// TestMarkReplaysStoredResult: the replay guard returns the first run's reads even after
+// later events changed the windows.
+func TestMarkReplaysStoredResult(t *testing.T) {
+	t.Parallel()
+	m := NewMemStore()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	plan := func(id string, off int64, at time.Duration) Plan {
+		p := TxPlan(DefaultConfig(), ev(id, "a", t0.Add(at), 100))
+		p.Keys = append(p.Keys, "wm:p0", "res:p0:"+id)
+		p.Mark = &Mark{Key: len(p.Keys) - 2, ResultKey: len(p.Keys) - 1, Offset: off, ResultTTL: time.Hour}
+		return p
+	}
+	first := m.Exec(plan("1", 0, 0))
+	m.Exec(plan("2", 1, time.Minute))
+	again := m.Exec(plan("1", 0, 0))
+	if !again.Replayed || again.Status != first.Status || strings.Join(again.Reads, ",") != strings.Join(first.Reads, ",") {
+		t.Fatalf("replay = %+v, first = %+v", again, first)
+	}
+	v := Vector(plan("2", 1, time.Minute), ev("2", "a", t0.Add(time.Minute), 100), m.Exec(plan("2", 1, time.Minute)).Reads)
+	if val(v, "account_count_1h") != 2 {
+		t.Fatalf("replayed count = %v, want 2", val(v, "account_count_1h"))
+	}
+	delete(m.strings, "res:p0:1")
+	if got := m.Exec(plan("1", 0, 0)); got.Status != StatusReplayedStale {
+		t.Fatalf("expired result: status %q", got.Status)
 	}
 }

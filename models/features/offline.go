@@ -1,56 +1,35 @@
 package features
 
-import "time"
-
-// Event is one transaction as the feature definitions see it, whether it comes from tx.v1 or
-// from a labelled history file.
-type Event struct {
-	TransactionID string
-	AccountID     string
-	CardToken     string
-	MerchantID    string
-	TerminalID    string
-	DeviceID      string
-	Country       string
-	Channel       string
-	AmountMinor   int64
-	EventTime     time.Time
-}
-
-// Label is an analyst's (or the simulator's) verdict on one transaction. Features may use it
-// only once it is known: KnownAt is when the label became available.
-type Label struct {
-	TransactionID   string
-	TerminalID      string
-	Fraud           bool
-	TransactionTime time.Time
-	KnownAt         time.Time
-}
-
-// Offline computes feature vectors over a history in event-time order, exactly as the stream
-// computes them, for the dataset builder and for tests that compare the stream with an offline
-// recomputation. It is not safe for concurrent use.
+// Offline computes feature vectors over a history, exactly as the stream computes them: the
+// same plans (plan.go) run against MemStore instead of Redis. Feed each account's events in the
+// order the stream sees them (tx.v1 offset order; event-time order for a dataset). It is not
+// safe for concurrent use.
 type Offline struct {
-	accounts map[string][]time.Time // event times of each account's transactions, ascending
+	cfg   Config
+	store *MemStore
+	// Late counts events that were too late to update the windows.
+	Late int
 }
 
-// NewOffline returns an empty history.
-func NewOffline() *Offline {
-	return &Offline{accounts: map[string][]time.Time{}}
+// NewOffline returns an empty history with DefaultConfig.
+func NewOffline() *Offline { return NewOfflineConfig(DefaultConfig()) }
+
+// NewOfflineConfig returns an empty history with cfg; use the stream's configuration.
+func NewOfflineConfig(cfg Config) *Offline {
+	return &Offline{cfg: cfg, store: NewMemStore()}
 }
 
-// AddLabel records a label; it affects only events at or after its KnownAt.
-func (o *Offline) AddLabel(Label) {}
+// AddLabel records a label. Call it no later than the first event that may use it (at
+// KnownAt) to match the stream, which applies labels as they arrive.
+func (o *Offline) AddLabel(l Label) { o.store.Exec(LabelPlan(o.cfg, l)) }
 
 // Next adds ev to the history and returns its feature vector, computed from ev and everything
-// before it. Events must come in non-decreasing event time.
+// before it.
 func (o *Offline) Next(ev Event) []float64 {
-	times := append(o.accounts[ev.AccountID], ev.EventTime)
-	o.accounts[ev.AccountID] = times
-	from := ev.EventTime.Add(-time.Hour)
-	var n int64
-	for i := len(times) - 1; i >= 0 && times[i].After(from); i-- {
-		n++
+	p := TxPlan(o.cfg, ev)
+	res := o.store.Exec(p)
+	if res.Status == StatusLate {
+		o.Late++
 	}
-	return Compute(Input{AmountMinor: ev.AmountMinor, EventTime: ev.EventTime, AccountCount1h: n})
+	return Vector(p, ev, res.Reads)
 }

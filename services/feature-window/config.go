@@ -9,31 +9,59 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/redisclient"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
+	"github.com/vigil-fraud/vigil/models/features"
 )
 
 // Config of the feature-window service, from VIGIL_FEATURE_WINDOW_* and the shared variables.
 type Config struct {
 	Addr            string
 	Group           string
+	LabelsGroup     string
 	TransactionalID string
 	MaxPollRecords  int
-	Window          time.Duration
-	Kafka           kafka.Config
-	Redis           redisclient.Config
-	Log             telemetry.Config
+	// InstanceID, when set, makes the tx.v1 consumer a static group member: a restarted
+	// process with the same id gets its partitions back at once instead of after the session
+	// timeout.
+	InstanceID     string
+	SessionTimeout time.Duration
+	// ResultTTL keeps the features emitted for each offset so a replay re-emits them unchanged.
+	ResultTTL time.Duration
+	Features  features.Config
+	Kafka     kafka.Config
+	Redis     redisclient.Config
+	Log       telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
 	host, _ := os.Hostname()
+	def := features.DefaultConfig()
+	group := e.String("VIGIL_FEATURE_WINDOW_GROUP", "vigil-feature-window")
 	c := Config{
 		Addr:            e.String("VIGIL_FEATURE_WINDOW_ADDR", "127.0.0.1:8081"),
-		Group:           e.String("VIGIL_FEATURE_WINDOW_GROUP", "vigil-feature-window"),
+		Group:           group,
+		LabelsGroup:     e.String("VIGIL_FEATURE_WINDOW_LABELS_GROUP", group+"-labels"),
 		TransactionalID: e.String("VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID", "vigil-feature-window-"+host),
 		MaxPollRecords:  e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 500, 1, 100_000),
-		Window:          e.Duration("VIGIL_FEATURE_WINDOW_ACCOUNT_WINDOW", time.Hour),
-		Kafka:           kafka.LoadConfig(e),
-		Redis:           redisclient.LoadConfig(e),
-		Log:             telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+		ResultTTL:       e.Duration("VIGIL_FEATURE_WINDOW_RESULT_TTL", 10*time.Minute),
+		InstanceID:      e.String("VIGIL_FEATURE_WINDOW_INSTANCE_ID", ""),
+		SessionTimeout:  e.Duration("VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT", 45*time.Second),
+		Features: features.Config{
+			LabelDelay:      e.Duration("VIGIL_FEATURE_WINDOW_LABEL_DELAY", def.LabelDelay),
+			AllowedLateness: e.Duration("VIGIL_FEATURE_WINDOW_ALLOWED_LATENESS", def.AllowedLateness),
+		},
+		Kafka: kafka.LoadConfig(e),
+		Redis: redisclient.LoadConfig(e),
+		Log:   telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+	}
+	// The stored result must outlive the 60 s transaction timeout and a restart.
+	if c.ResultTTL < 2*time.Minute {
+		e.Fail("VIGIL_FEATURE_WINDOW_RESULT_TTL", "%s is shorter than 2m: a replay after a crash could recompute features", c.ResultTTL)
+	}
+	if c.Features.LabelDelay < 0 {
+		e.Fail("VIGIL_FEATURE_WINDOW_LABEL_DELAY", "must not be negative")
+	}
+	if c.Features.AllowedLateness < 0 {
+		e.Fail("VIGIL_FEATURE_WINDOW_ALLOWED_LATENESS", "must not be negative")
 	}
 	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)

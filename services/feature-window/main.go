@@ -1,10 +1,13 @@
-// Command feature-window consumes tx.v1, keeps per-account windows in Redis and produces each
-// transaction with its frozen feature vector to features.v1, exactly once.
+// Command feature-window consumes tx.v1, keeps event-time windows in Redis and produces each
+// transaction with its frozen feature vector to features.v1, exactly once. labels.v1 feeds the
+// terminal fraud ratios. `feature-window rebuild` re-derives the windows from the topics after
+// Redis lost them.
 package main
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -12,6 +15,9 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-fraud/vigil/libs/config"
@@ -19,6 +25,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/redisclient"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
+	"github.com/vigil-fraud/vigil/services/feature-window/internal/labels"
 	"github.com/vigil-fraud/vigil/services/feature-window/internal/pipeline"
 	"github.com/vigil-fraud/vigil/services/feature-window/internal/window"
 )
@@ -26,13 +33,20 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "feature-window:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, args []string) error {
+	mode := "serve"
+	if len(args) > 0 {
+		mode = args[0]
+	}
+	if mode != "serve" && mode != "rebuild" {
+		return fmt.Errorf("unknown command %q: want serve (default) or rebuild", mode)
+	}
 	cfg, err := loadConfig(config.FromOS())
 	if err != nil {
 		return err
@@ -41,31 +55,52 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "addr", cfg.Addr, "brokers", cfg.Kafka.Brokers, "in", cfg.Kafka.Topics.Tx,
-		"out", cfg.Kafka.Topics.Features, "group", cfg.Group, "transactional_id", cfg.TransactionalID, "redis", cfg.Redis.Addr)
-
 	rdb, err := redisclient.Open(ctx, cfg.Redis)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	store := window.New(rdb, cfg.Redis.KeyPrefix)
+	pipe := pipeline.New(store, cfg.Features, cfg.Kafka.Topics.Features, cfg.ResultTTL, time.Now)
+	applier := &labels.Applier{Windows: store, Config: cfg.Features}
+	if mode == "rebuild" {
+		return rebuild(ctx, cfg, pipe, applier, log)
+	}
+	return serve(ctx, cfg, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, store, pipe, applier, log)
+}
 
-	pipe := pipeline.New(window.New(rdb, cfg.Redis.KeyPrefix, cfg.Window), cfg.Kafka.Topics.Features, time.Now)
+func serve(ctx context.Context, cfg Config, ping func(context.Context) error, store *window.Store, pipe *pipeline.Pipeline, applier *labels.Applier, log *slog.Logger) error {
+	log.Info("starting", "addr", cfg.Addr, "brokers", cfg.Kafka.Brokers, "in", cfg.Kafka.Topics.Tx,
+		"out", cfg.Kafka.Topics.Features, "labels", cfg.Kafka.Topics.Labels, "group", cfg.Group,
+		"transactional_id", cfg.TransactionalID, "redis", cfg.Redis.Addr,
+		"label_delay", cfg.Features.LabelDelay, "allowed_lateness", cfg.Features.AllowedLateness)
+	reg := prometheus.NewRegistry()
+	extra := []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}
+	if cfg.InstanceID != "" {
+		extra = append(extra, kgo.InstanceID(cfg.InstanceID))
+	}
 	loop, err := kafka.NewEOS(kafka.EOSConfig{
 		Brokers:         cfg.Kafka.Brokers,
 		Group:           cfg.Group,
 		TransactionalID: cfg.TransactionalID,
 		InputTopics:     []string{cfg.Kafka.Topics.Tx},
 		MaxPollRecords:  cfg.MaxPollRecords,
+		Metrics:         reg,
+		ExtraOpts:       extra,
 	}, pipe.Transform, log)
 	if err != nil {
 		return err
 	}
+	lc, err := labels.NewConsumer(cfg.Kafka.Brokers, cfg.LabelsGroup, cfg.Kafka.Topics.Labels, applier, log)
+	if err != nil {
+		return err
+	}
+	registerStats(reg, pipe, applier, store.RoundTrips.Load)
 
 	health := httpserver.NewHealth(map[string]httpserver.Check{
-		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"redis": func(ctx context.Context) error { return ping(ctx) },
 	})
-	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, routes(health), log)
+	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, routes(health, reg), log)
 	if err != nil {
 		return err
 	}
@@ -73,16 +108,36 @@ func run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return loop.Run(gctx) })
+	g.Go(func() error { return lc.Run(gctx) })
 	health.MarkReady()
 	err = g.Wait()
 	log.Info("stopped", "transactions_committed", loop.Stats.Committed.Load(),
-		"transactions_aborted", loop.Stats.Aborted.Load(), "records", loop.Stats.Records.Load())
+		"transactions_aborted", loop.Stats.Aborted.Load(), "records", loop.Stats.Records.Load(),
+		"late", pipe.Stats.Late.Load(), "replayed", pipe.Stats.Replayed.Load(), "labels", applier.Stats.Applied.Load())
 	return err
 }
 
-func routes(h *httpserver.Health) http.Handler {
+func registerStats(reg prometheus.Registerer, pipe *pipeline.Pipeline, a *labels.Applier, roundTrips func() int64) {
+	counter := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "vigil", Subsystem: "feature_window", Name: name, Help: help},
+			func() float64 { return float64(f()) })
+	}
+	reg.MustRegister(
+		counter("late_total", "Transactions later than the allowed lateness: emitted, marked late, not applied.", pipe.Stats.Late.Load),
+		counter("replayed_total", "Transactions processed again after an abort, crash or rebalance; features re-emitted unchanged.", pipe.Stats.Replayed.Load),
+		counter("replayed_stale_total", "Replays whose stored features had expired and were recomputed.", pipe.Stats.Stale.Load),
+		counter("dead_letters_total", "tx.v1 records sent to the dead-letter topic.", pipe.Stats.DeadLetters.Load),
+		counter("labels_applied_total", "Labels applied to the terminal windows.", a.Stats.Applied.Load),
+		counter("labels_duplicate_total", "Labels of already labelled transactions, ignored.", a.Stats.Duplicates.Load),
+		counter("redis_round_trips_total", "Redis round trips of the window store (one pipeline per poll).", roundTrips),
+		counter("transactions_total", "Transactions emitted to features.v1, replays included.", pipe.Stats.Transactions.Load),
+	)
+}
+
+func routes(h *httpserver.Health, reg *prometheus.Registry) http.Handler {
 	r := chi.NewRouter()
 	r.Get("/livez", h.Live())
 	r.Get("/readyz", h.Ready())
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return r
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,35 +13,24 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
-	"github.com/vigil-fraud/vigil/services/feature-window/internal/window"
 )
 
-// fakeWindows counts per account in memory, idempotent by transaction id like the real store.
+// fakeWindows runs plans in MemStore, the reference the Redis script is tested against.
 type fakeWindows struct {
-	seen map[string]map[string]time.Time
-	err  error
+	mem *features.MemStore
+	err error
 }
 
-func (f *fakeWindows) AddAndCount(_ context.Context, evs []window.Event) ([]int64, error) {
+func (f *fakeWindows) Apply(_ context.Context, plans []features.Plan) ([]features.Result, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
-	if f.seen == nil {
-		f.seen = map[string]map[string]time.Time{}
+	if f.mem == nil {
+		f.mem = features.NewMemStore()
 	}
-	out := make([]int64, len(evs))
-	for i, ev := range evs {
-		m := f.seen[ev.AccountID]
-		if m == nil {
-			m = map[string]time.Time{}
-			f.seen[ev.AccountID] = m
-		}
-		m[ev.TransactionID] = ev.EventTime
-		for _, t := range m {
-			if t.After(ev.EventTime.Add(-time.Hour)) && !t.After(ev.EventTime) {
-				out[i]++
-			}
-		}
+	out := make([]features.Result, len(plans))
+	for i, p := range plans {
+		out[i] = f.mem.Exec(p)
 	}
 	return out, nil
 }
@@ -67,7 +57,8 @@ func TestTransform(t *testing.T) {
 		txRecord(t, "s:3", "acct-2", t0.Add(10*time.Minute), 100),
 		txRecord(t, "s:4", "acct-1", t0.Add(2*time.Hour), 100), // the first two fell out of its hour
 	}
-	p := New(&fakeWindows{}, "features.v1", func() time.Time { return t0 })
+	setOffsets(in)
+	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, func() time.Time { return t0 })
 	out, err := p.Transform(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +96,8 @@ func TestTransformReplayGivesSameFeatures(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
 	in := []*kgo.Record{txRecord(t, "s:1", "a", t0, 1), txRecord(t, "s:2", "a", t0.Add(time.Minute), 1)}
-	p := New(&fakeWindows{}, "features.v1", func() time.Time { return t0 })
+	setOffsets(in)
+	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, func() time.Time { return t0 })
 	first, err := p.Transform(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -123,8 +115,61 @@ func TestTransformReplayGivesSameFeatures(t *testing.T) {
 
 func TestTransformStoreFailureAborts(t *testing.T) {
 	t.Parallel()
-	p := New(&fakeWindows{err: errors.New("redis down")}, "features.v1", time.Now)
+	p := New(&fakeWindows{err: errors.New("redis down")}, features.DefaultConfig(), "features.v1", time.Hour, time.Now)
 	if _, err := p.Transform(context.Background(), []*kgo.Record{txRecord(t, "s:1", "a", time.Now(), 1)}); err == nil {
 		t.Fatal("want error so the transaction aborts")
+	}
+}
+
+func setOffsets(in []*kgo.Record) {
+	for i, r := range in {
+		r.Offset = int64(i)
+	}
+}
+
+func TestTransformMarksLateEvents(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	in := []*kgo.Record{
+		txRecord(t, "s:1", "a", t0, 1),
+		txRecord(t, "s:2", "a", t0.Add(-30*time.Minute), 1), // within the default hour
+		txRecord(t, "s:3", "a", t0.Add(-2*time.Hour), 1),    // beyond it
+	}
+	setOffsets(in)
+	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, time.Now)
+	out, err := p.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"", "", "1"} {
+		if got := kafka.Header(out[i], HeaderLate); got != want {
+			t.Errorf("record %d: late header %q, want %q", i, got, want)
+		}
+	}
+	if p.Stats.Late.Load() != 1 {
+		t.Errorf("late count %d", p.Stats.Late.Load())
+	}
+}
+
+func TestEventChannel(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   fraudv1.Channel
+		want string
+	}{
+		{fraudv1.Channel_CHANNEL_UNSPECIFIED, ""},
+		{fraudv1.Channel_CHANNEL_CARD_PRESENT, "card_present"},
+		{fraudv1.Channel_CHANNEL_CONTACTLESS, "contactless"},
+	}
+	for _, tt := range tests {
+		if got := Event(&fraudv1.Transaction{Channel: tt.in}).Channel; got != tt.want {
+			t.Errorf("%v: %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	for _, c := range features.Channels {
+		v := fraudv1.Channel_value["CHANNEL_"+strings.ToUpper(c)]
+		if v == 0 {
+			t.Errorf("feature channel %q has no proto enum", c)
+		}
 	}
 }

@@ -1,0 +1,410 @@
+// Command fwbench measures the feature-window service against a raw franz-go EOS relay
+// (consume → produce in Kafka transactions, no work) on the same broker in the same run:
+// throughput over a pre-filled topic, Redis round trips per transaction (from the service's
+// /metrics), and end-to-end latency under a paced load, whose p99 minus the relay's is the
+// latency the service adds. Run by `make bench-feature-window`; bounded to about a minute.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+)
+
+type opts struct {
+	brokers    []string
+	redis      string
+	bin        string
+	n          int
+	partitions int
+	poll       int
+	rate       int
+	paced      time.Duration
+}
+
+func main() {
+	var o opts
+	var src string
+	flag.IntVar(&o.n, "n", 5000, "transactions in the throughput phase")
+	flag.IntVar(&o.partitions, "partitions", 3, "partitions of every topic")
+	flag.IntVar(&o.poll, "poll", 500, "max records per poll (per transaction)")
+	flag.IntVar(&o.rate, "rate", 200, "transactions per second in the latency phase")
+	flag.DurationVar(&o.paced, "paced", 4*time.Second, "length of the latency phase")
+	flag.StringVar(&src, "src", "../services/feature-window", "feature-window source directory to build")
+	flag.Parse()
+	o.brokers = strings.Split(envOr("VIGIL_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
+	o.redis = envOr("VIGIL_REDIS_ADDR", "127.0.0.1:56379")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := run(ctx, o, src); err != nil {
+		fmt.Fprintln(os.Stderr, "fwbench:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, o opts, src string) error {
+	dir, err := os.MkdirTemp("", "fwbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	o.bin = filepath.Join(dir, "feature-window")
+	build := exec.CommandContext(ctx, "go", "build", "-o", o.bin, ".")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %v\n%s", src, err, out)
+	}
+	fmt.Printf("fwbench: %d tx, %d partitions, %d records/poll, paced %d tx/s for %s, broker %s, redis %s\n",
+		o.n, o.partitions, o.poll, o.rate, o.paced, strings.Join(o.brokers, ","), o.redis)
+
+	relayTP, _, err := throughput(ctx, o, "relay")
+	if err != nil {
+		return err
+	}
+	fwTP, rtt, err := throughput(ctx, o, "feature-window")
+	if err != nil {
+		return err
+	}
+	relayLat, err := latency(ctx, o, "relay")
+	if err != nil {
+		return err
+	}
+	fwLat, err := latency(ctx, o, "feature-window")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%-16s %12s %14s %10s %10s\n", "", "tx/s", "redis rt/tx", "p50 ms", "p99 ms")
+	fmt.Printf("%-16s %12.0f %14s %10.1f %10.1f\n", "raw EOS relay", relayTP, "-", ms(relayLat[0]), ms(relayLat[1]))
+	fmt.Printf("%-16s %12.0f %14.4f %10.1f %10.1f\n", "feature-window", fwTP, rtt, ms(fwLat[0]), ms(fwLat[1]))
+	fmt.Printf("\nfeature-window / relay throughput: %.2fx (target >= 0.6x)\n", fwTP/relayTP)
+	fmt.Printf("p99 latency added by feature-window at %d tx/s: %.1f ms\n", o.rate, ms(fwLat[1]-relayLat[1]))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+type stage struct {
+	in, out string
+	stop    func() error
+	metrics string // feature-window's /metrics URL
+}
+
+// startStage creates fresh topics and starts the relay (in process) or the service (a process).
+func startStage(ctx context.Context, o opts, mode string, before func(in string) error) (*stage, error) {
+	run := fmt.Sprintf("fwbench-%d-%s", time.Now().UnixNano(), strings.ReplaceAll(mode, "-", ""))
+	topics := kafka.Topics{Tx: run + ".tx", Features: run + ".features", Decisions: run + ".decisions", Labels: run + ".labels"}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, o.partitions, topics.All()...); err != nil {
+		return nil, err
+	}
+	st := &stage{in: topics.Tx, out: topics.Features}
+	if before != nil {
+		if err := before(st.in); err != nil {
+			return nil, err
+		}
+	}
+	if mode == "relay" {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- relay(rctx, o, run, st.in, st.out) }()
+		st.stop = func() error { cancel(); return <-done }
+		return st, nil
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(o.bin)
+	cmd.Env = append(os.Environ(),
+		"VIGIL_KAFKA_BROKERS="+strings.Join(o.brokers, ","), "VIGIL_REDIS_ADDR="+o.redis, "VIGIL_REDIS_KEY_PREFIX="+run+":",
+		"VIGIL_TOPIC_TX="+topics.Tx, "VIGIL_TOPIC_FEATURES="+topics.Features, "VIGIL_TOPIC_LABELS="+topics.Labels,
+		"VIGIL_TOPIC_DECISIONS="+topics.Decisions, "VIGIL_FEATURE_WINDOW_ADDR="+port,
+		"VIGIL_FEATURE_WINDOW_GROUP="+run, "VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID="+run+"-0",
+		"VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS="+strconv.Itoa(o.poll), "VIGIL_LOG_LEVEL=warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	st.metrics = "http://" + port + "/metrics"
+	st.stop = func() error {
+		_ = cmd.Process.Signal(os.Interrupt)
+		return cmd.Wait()
+	}
+	return st, nil
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// relay is the baseline: franz-go's GroupTransactSession with the options of libs/kafka's EOS
+// loop, copying each record to out.
+func relay(ctx context.Context, o opts, run, in, out string) error {
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(o.brokers...), kgo.TransactionalID(run+"-relay"), kgo.TransactionTimeout(60*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumerGroup(run), kgo.ConsumeTopics(in),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()), kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	for {
+		fetches := sess.PollRecords(ctx, o.poll)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return err
+		}
+		tctx := context.WithoutCancel(ctx)
+		promise := kgo.AbortingFirstErrPromise(sess.Client())
+		for _, r := range recs {
+			sess.Produce(tctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers}, promise.Promise())
+		}
+		if _, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil)); err != nil {
+			return err
+		}
+	}
+}
+
+func genTx(rng *rand.Rand, i int, at time.Time) *fraudv1.Transaction {
+	acct := fmt.Sprint("acct-", rng.IntN(5000))
+	term := fmt.Sprint("T-", rng.IntN(500))
+	return &fraudv1.Transaction{Id: fmt.Sprint("bench:", i), AccountId: acct, Card: &fraudv1.Card{Token: "tok-" + acct},
+		AmountMinor: 100 + rng.Int64N(50000), Currency: "EUR", MerchantId: "m-" + term, TerminalId: term, Country: "FR",
+		Channel: fraudv1.Channel_CHANNEL_ECOMMERCE, DeviceId: fmt.Sprint("dev-", rng.IntN(3000)), EventTime: timestamppb.New(at)}
+}
+
+func producer(o opts) (*kgo.Client, error) {
+	return kgo.NewClient(kafka.ProducerOptions(o.brokers)...)
+}
+
+// throughput pre-fills the input topic with o.n transactions, then times the stage from start
+// (session setup included) until all o.n outputs are readable read-committed.
+func throughput(ctx context.Context, o opts, mode string) (float64, float64, error) {
+	// Filled before the stage starts, so the stage measures processing, not the producer.
+	st, err := startStage(ctx, o, mode, func(in string) error { return fill(ctx, o, in) })
+	if err != nil {
+		return 0, 0, err
+	}
+	// Timed from the first output poll, so the group join and transactional-id set-up, which
+	// differ in nothing that matters here, are left out; the first poll's records are too.
+	var first time.Time
+	firstN := 0
+	if _, err := await(ctx, o, st.out, o.n, func(_ *kgo.Record, now time.Time) {
+		if first.IsZero() {
+			first = now
+		}
+		if now.Equal(first) {
+			firstN++
+		}
+	}); err != nil {
+		_ = st.stop()
+		return 0, 0, fmt.Errorf("%s: %w", mode, err)
+	}
+	elapsed := time.Since(first)
+	rt := 0.0
+	if st.metrics != "" {
+		trips, txs, err := scrape(st.metrics)
+		if err != nil {
+			_ = st.stop()
+			return 0, 0, err
+		}
+		rt = trips / txs
+	}
+	if err := st.stop(); err != nil {
+		return 0, 0, fmt.Errorf("stop %s: %w", mode, err)
+	}
+	tp := float64(o.n-firstN) / elapsed.Seconds()
+	fmt.Printf("throughput %-15s %6d tx in %6.2fs: %8.0f tx/s\n", mode, o.n-firstN, elapsed.Seconds(), tp)
+	return tp, rt, nil
+}
+
+// fill writes o.n transactions to in.
+func fill(ctx context.Context, o opts, in string) error {
+	pr, err := producer(o)
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	rng := rand.New(rand.NewPCG(1, 1))
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]*kgo.Record, 0, o.n)
+	for i := range o.n {
+		tx := genTx(rng, i, t0.Add(time.Duration(i)*100*time.Millisecond))
+		r, err := kafka.NewRecord(in, tx.GetAccountId(), tx)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r)
+	}
+	return pr.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// await reads out read-committed until n records arrived; onRecord sees each.
+func await(ctx context.Context, o opts, out string, n int, onRecord func(*kgo.Record, time.Time)) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...), kgo.ConsumeTopics(out),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	got := 0
+	for got < n {
+		f := cl.PollFetches(actx)
+		if actx.Err() != nil {
+			return got, fmt.Errorf("%d of %d records on %s: %w", got, n, out, actx.Err())
+		}
+		now := time.Now()
+		f.EachRecord(func(r *kgo.Record) {
+			got++
+			if onRecord != nil {
+				onRecord(r, now)
+			}
+		})
+	}
+	return got, nil
+}
+
+// scrape reads the service's round-trip and transaction counters.
+func scrape(url string) (trips, txs float64, err error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "vigil_feature_window_redis_round_trips_total":
+			trips = v
+		case "vigil_feature_window_transactions_total":
+			txs = v
+		}
+	}
+	if txs == 0 {
+		return 0, 0, errors.New("no transactions_total in " + url)
+	}
+	return trips, txs, sc.Err()
+}
+
+// latency starts the stage on an empty topic, waits until it answers, then produces at o.rate
+// for o.paced and measures produce → visible read-committed downstream per transaction.
+func latency(ctx context.Context, o opts, mode string) ([2]time.Duration, error) {
+	var res [2]time.Duration
+	st, err := startStage(ctx, o, mode, nil)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = st.stop() }()
+	pr, err := producer(o)
+	if err != nil {
+		return res, err
+	}
+	defer pr.Close()
+	rng := rand.New(rand.NewPCG(2, 2))
+	sent := sync.Map{} // tx id → send time
+	send := func(i int) {
+		tx := genTx(rng, i, time.Now())
+		r, _ := kafka.NewRecord(st.in, tx.GetAccountId(), tx)
+		sent.Store(tx.GetId(), time.Now())
+		pr.Produce(ctx, r, nil)
+	}
+	// Warm up: the group join and the first transaction are not part of steady-state latency.
+	send(-1)
+	if _, err := await(ctx, o, st.out, 1, nil); err != nil {
+		return res, fmt.Errorf("%s warm-up: %w", mode, err)
+	}
+	total := int(float64(o.rate) * o.paced.Seconds())
+	var lats []time.Duration
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() {
+		_, err := await(ctx, o, st.out, total+1, func(r *kgo.Record, now time.Time) {
+			id := idOf(r)
+			if t, ok := sent.Load(id); ok && id != "bench:-1" {
+				mu.Lock()
+				lats = append(lats, now.Sub(t.(time.Time)))
+				mu.Unlock()
+			}
+		})
+		done <- err
+	}()
+	tick := time.NewTicker(time.Second / time.Duration(o.rate))
+	for i := range total {
+		<-tick.C
+		send(i)
+	}
+	tick.Stop()
+	if err := <-done; err != nil {
+		return res, fmt.Errorf("%s: %w", mode, err)
+	}
+	slices.Sort(lats)
+	res[0], res[1] = lats[len(lats)/2], lats[len(lats)*99/100]
+	fmt.Printf("latency    %-15s %6d tx at %d tx/s: p50 %.1f ms, p99 %.1f ms\n", mode, len(lats), o.rate, ms(res[0]), ms(res[1]))
+	return res, nil
+}
+
+func idOf(r *kgo.Record) string {
+	var et fraudv1.EnrichedTransaction
+	if kafka.Header(r, kafka.HeaderType) == string(proto.MessageName(&et)) {
+		if proto.Unmarshal(r.Value, &et) == nil {
+			return et.GetTransaction().GetId()
+		}
+		return ""
+	}
+	var tx fraudv1.Transaction
+	if proto.Unmarshal(r.Value, &tx) == nil {
+		return tx.GetId()
+	}
+	return ""
+}
