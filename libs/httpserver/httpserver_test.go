@@ -46,7 +46,9 @@ func TestHealth(t *testing.T) {
 func TestServerRunsAndDrains(t *testing.T) {
 	t.Parallel()
 	mux := http.NewServeMux()
+	entered := make(chan struct{})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) {
+		close(entered)
 		time.Sleep(200 * time.Millisecond)
 		_, _ = w.Write([]byte("done"))
 	})
@@ -69,7 +71,7 @@ func TestServerRunsAndDrains(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		got <- string(b)
 	}()
-	time.Sleep(50 * time.Millisecond)
+	<-entered
 	cancel() // shutdown while the request is in flight: it must still complete
 	if body := <-got; body != "done" {
 		t.Fatalf("in-flight request got %q", body)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -57,3 +58,13 @@ func (w *statusWriter) WriteHeader(code int) {
 
 // Unwrap lets http.ResponseController reach the underlying writer (flush, deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// WithMetrics serves h instrumented by Instrument, plus the registry at /metrics. Every
+// service mounts its router through it, so all expose the same series and endpoint.
+func WithMetrics(reg *prometheus.Registry, service string, h http.Handler) http.Handler {
+	r := chi.NewRouter()
+	r.Use(Instrument(reg, service))
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	r.Mount("/", h)
+	return r
+}

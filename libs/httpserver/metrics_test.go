@@ -31,3 +31,21 @@ vigil_http_requests_total{code="418",method="GET",route="/v1/things/{id}",servic
 		t.Fatal(err)
 	}
 }
+
+func TestWithMetricsServesRegistryAndKeepsInnerRoutes(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	inner := chi.NewRouter()
+	inner.Get("/v1/x/{id}", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("x")) })
+	h := WithMetrics(reg, "svc", inner)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/x/42", nil))
+	if rec.Body.String() != "x" {
+		t.Fatalf("inner route: %d %q", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `vigil_http_requests_total{code="200",method="GET",route="/v1/x/{id}",service="svc"} 1`) {
+		t.Fatalf("metrics body lacks the inner route's series:\n%s", rec.Body)
+	}
+}

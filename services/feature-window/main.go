@@ -16,7 +16,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -74,7 +73,18 @@ func serve(ctx context.Context, cfg Config, ping func(context.Context) error, st
 		"out", cfg.Kafka.Topics.Features, "labels", cfg.Kafka.Topics.Labels, "group", cfg.Group,
 		"transactional_id", cfg.TransactionalID, "redis", cfg.Redis.Addr,
 		"label_delay", cfg.Features.LabelDelay, "allowed_lateness", cfg.Features.AllowedLateness)
-	reg := prometheus.NewRegistry()
+	shutdownTracing, err := telemetry.SetupTracing(ctx, "feature-window")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	reg := telemetry.NewRegistry("feature-window", telemetry.Version())
+	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+	if err != nil {
+		return fmt.Errorf("kafka admin client: %w", err)
+	}
+	defer admin.Close()
+	reg.MustRegister(kafka.NewLagCollector(admin, cfg.Group, cfg.LabelsGroup))
 	extra := []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}
 	if cfg.InstanceID != "" {
 		extra = append(extra, kgo.InstanceID(cfg.InstanceID))
@@ -100,7 +110,7 @@ func serve(ctx context.Context, cfg Config, ping func(context.Context) error, st
 	health := httpserver.NewHealth(map[string]httpserver.Check{
 		"redis": func(ctx context.Context) error { return ping(ctx) },
 	})
-	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, routes(health, reg), log)
+	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, httpserver.WithMetrics(reg, "feature-window", routes(health)), log)
 	if err != nil {
 		return err
 	}
@@ -134,10 +144,9 @@ func registerStats(reg prometheus.Registerer, pipe *pipeline.Pipeline, a *labels
 	)
 }
 
-func routes(h *httpserver.Health, reg *prometheus.Registry) http.Handler {
+func routes(h *httpserver.Health) http.Handler {
 	r := chi.NewRouter()
 	r.Get("/livez", h.Live())
 	r.Get("/readyz", h.Ready())
-	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return r
 }

@@ -68,7 +68,13 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", cfg)
+	log.Info("starting", "config", cfg, "version", telemetry.Version())
+	shutdownTracing, err := telemetry.SetupTracing(ctx, "ingest")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	reg := telemetry.NewRegistry("ingest", telemetry.Version())
 
 	tok, err := txn.NewTokenizer(cfg.CardKeyID, cfg.CardHMACKey)
 	if err != nil {
@@ -125,7 +131,7 @@ func run(ctx context.Context) error {
 		// A request may wait the publish timeout for Kafka and then Prefer: wait for the decision.
 		WriteTimeout:    cfg.PublishTimeout + cfg.MaxWait + 5*time.Second,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-	}, handler, log)
+	}, httpserver.WithMetrics(reg, "ingest", handler), log)
 	if err != nil {
 		return err
 	}
