@@ -80,18 +80,31 @@ down: ## stop the demo services and the infrastructure
 
 ## ---------------------------------------------------------------- test
 
-.PHONY: test test-unit test-integration bench
-test: ## everything: proto freshness, lint, unit, integration and end-to-end on the real infrastructure
+.PHONY: test test-unit test-integration fuzz bench bench-ingest bench-feature-window
+test: ## everything: proto freshness, lint, unit, integration and end-to-end on the real infrastructure, short fuzzing
 	@$(MAKE) --no-print-directory proto-check lint
 	@$(MAKE) --no-print-directory infra-up
-	@$(WITH_INFRA) go test -count=1 -timeout 15m $(GO_TEST_FLAGS) work
+	@$(WITH_INFRA) go test -count=1 -timeout 20m $(GO_TEST_FLAGS) work
+	@$(MAKE) --no-print-directory fuzz
+
+FUZZTIME ?= 10s
+fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+	@go test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./services/ingest/internal/httpapi
 
 test-unit: ## fast tests only (no broker, Redis or Postgres)
 	@go test -short -count=1 $(GO_TEST_FLAGS) work
 
-test-integration: infra-up ## integration and end-to-end tests against the real infrastructure
-	@$(WITH_INFRA) go test -count=1 -timeout 15m -run 'Integration|RealRedis|EOS|Sink|Migrate|InTx|EndToEnd|Publish' $(GO_TEST_FLAGS) work
+test-integration: infra-up ## all tests against the real infrastructure, without lint and fuzzing
+	@$(WITH_INFRA) go test -count=1 -timeout 20m $(GO_TEST_FLAGS) work
 
 bench: infra-up ## short benchmarks against the real infrastructure, with raw baselines
 	@$(WITH_INFRA) go test -run '^$$' -bench . -benchtime 2000x -count 1 \
 		./libs/... ./services/feature-window/... ./services/scoring/...
+
+bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go produce loop (≤ 60 s)
+	@mkdir -p $(BIN)
+	@go build -o $(BIN)/ingest ./services/ingest
+	@$(WITH_INFRA) go run ./loadtest/ingestbench --ingest-bin $(BIN)/ingest
+
+bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency
+	@$(WITH_INFRA) go run ./loadtest/fwbench
