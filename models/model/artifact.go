@@ -13,8 +13,14 @@ import (
 	"github.com/vigil-fraud/vigil/models/features"
 )
 
-// KindLogistic is the only artifact kind this package can score.
-const KindLogistic = "lr"
+// Artifact kinds this package can score.
+const (
+	// KindLogistic is sigmoid(w·x' + b) on the standardized vector x'.
+	KindLogistic = "lr"
+	// KindFFNN is a feed-forward network with one ReLU hidden layer:
+	// sigmoid(w·relu(W1·x' + b1) + b); Weights and Bias are its output layer.
+	KindFFNN = "ffnn"
+)
 
 // ErrInvalidArtifact marks an artifact that is malformed or internally
 // inconsistent; callers can tell it apart from I/O errors with errors.Is.
@@ -37,7 +43,35 @@ type Artifact struct {
 	Bias      float64            `json:"bias"`
 	TrainedAt time.Time          `json:"trained_at"`
 	Metrics   map[string]float64 `json:"metrics,omitempty"`
+
+	// Hidden is the ffnn's hidden layer; absent for lr.
+	Hidden *Layer `json:"hidden,omitempty"`
+	// DataFingerprint is a sha256 over the training and validation matrices and labels, so
+	// two artifacts can be shown to come from the same data.
+	DataFingerprint string `json:"data_fingerprint,omitempty"`
+	// TrainWindow and ValidWindow are the days the model learned from and early-stopped on;
+	// evaluation refuses a test window that overlaps either.
+	TrainWindow *Window `json:"train_window,omitempty"`
+	ValidWindow *Window `json:"valid_window,omitempty"`
+	// Thresholds are candidate operating points measured on the validation window (or the
+	// training data without one); scoring takes its default alert threshold from here.
+	Thresholds []ThresholdRow `json:"thresholds,omitempty"`
 }
+
+// Layer is a dense layer: output j = B[j] + Σ_i W[j][i]·input[i].
+type Layer struct {
+	W [][]float64 `json:"w"`
+	B []float64   `json:"b"`
+}
+
+// Window is a span of whole days.
+type Window struct {
+	Start time.Time `json:"start"`
+	Days  int       `json:"days"`
+}
+
+// End is the first instant after the window.
+func (w *Window) End() time.Time { return w.Start.AddDate(0, 0, w.Days) }
 
 // Validate reports the first problem found, naming the JSON field so that a
 // hand-edited or truncated artifact can be fixed without reading this code.
@@ -48,8 +82,8 @@ func (a *Artifact) Validate() error {
 	if a.Version == "" {
 		return fieldErr("version", "is empty")
 	}
-	if a.Kind != KindLogistic {
-		return fieldErr("kind", fmt.Sprintf("is %q, want %q", a.Kind, KindLogistic))
+	if a.Kind != KindLogistic && a.Kind != KindFFNN {
+		return fieldErr("kind", fmt.Sprintf("is %q, want %q or %q", a.Kind, KindLogistic, KindFFNN))
 	}
 	if a.FeatureSchema == "" {
 		return fieldErr("feature_schema", "is empty")
@@ -71,12 +105,26 @@ func (a *Artifact) Validate() error {
 	if want := features.Hash(a.FeatureSchema, a.Names); a.FeatureHash != want {
 		return fieldErr("feature_hash", fmt.Sprintf("is %q, but feature_schema and names hash to %q", a.FeatureHash, want))
 	}
+	outputs := n // the output layer reads the features (lr) or the hidden units (ffnn)
+	switch {
+	case a.Kind == KindLogistic && a.Hidden != nil:
+		return fieldErr("hidden", "is set, but kind lr has no hidden layer")
+	case a.Kind == KindFFNN:
+		if err := a.Hidden.validate(n); err != nil {
+			return err
+		}
+		outputs = len(a.Hidden.B)
+	}
 	for _, f := range []struct {
 		name string
 		vals []float64
-	}{{"mean", a.Mean}, {"std", a.Std}, {"weights", a.Weights}} {
-		if len(f.vals) != n {
-			return fieldErr(f.name, fmt.Sprintf("has %d values, names has %d", len(f.vals), n))
+		want int
+	}{{"mean", a.Mean, n}, {"std", a.Std, n}, {"weights", a.Weights, outputs}} {
+		if len(f.vals) != f.want {
+			if f.want == n {
+				return fieldErr(f.name, fmt.Sprintf("has %d values, names has %d", len(f.vals), n))
+			}
+			return fieldErr(f.name, fmt.Sprintf("has %d values, hidden layer has %d units", len(f.vals), f.want))
 		}
 		for i, v := range f.vals {
 			if !isFinite(v) {
@@ -94,6 +142,11 @@ func (a *Artifact) Validate() error {
 	}
 	if a.TrainedAt.IsZero() {
 		return fieldErr("trained_at", "is missing")
+	}
+	for i, r := range a.Thresholds {
+		if !isFinite(r.Threshold) || !isFinite(r.Precision) || !isFinite(r.Recall) || !isFinite(r.AlertsPerDay) {
+			return fieldErr(fmt.Sprintf("thresholds[%d]", i), "has a non-finite value")
+		}
 	}
 	for k, v := range a.Metrics {
 		if !isFinite(v) {
@@ -165,6 +218,32 @@ func Load(path string) (*Artifact, error) {
 		return nil, fmt.Errorf("load model artifact %s: %w", path, err)
 	}
 	return &a, nil
+}
+
+func (l *Layer) validate(inputs int) error {
+	if l == nil {
+		return fieldErr("hidden", "is missing, kind ffnn needs it")
+	}
+	if len(l.W) == 0 {
+		return fieldErr("hidden.w", "is empty")
+	}
+	if len(l.B) != len(l.W) {
+		return fieldErr("hidden.b", fmt.Sprintf("has %d values, hidden.w has %d rows", len(l.B), len(l.W)))
+	}
+	for j, row := range l.W {
+		if len(row) != inputs {
+			return fieldErr(fmt.Sprintf("hidden.w[%d]", j), fmt.Sprintf("has %d values, names has %d", len(row), inputs))
+		}
+		for i, v := range row {
+			if !isFinite(v) {
+				return fieldErr(fmt.Sprintf("hidden.w[%d][%d]", j, i), fmt.Sprintf("is not finite (%v)", v))
+			}
+		}
+		if !isFinite(l.B[j]) {
+			return fieldErr(fmt.Sprintf("hidden.b[%d]", j), fmt.Sprintf("is not finite (%v)", l.B[j]))
+		}
+	}
+	return nil
 }
 
 func fieldErr(field, problem string) error {

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -21,13 +22,24 @@ func validArtifact() *Artifact {
 		FeatureSchema: features.SchemaVersion,
 		FeatureHash:   features.SchemaHash(),
 		Names:         append([]string(nil), features.Names...),
-		Mean:          []float64{80, 4.5, 0.29, 0.28},
-		Std:           []float64{70, 2.9, 0.45, 0.45},
-		Weights:       []float64{7.3, 0.1, 0.03, 0.03},
+		Mean:          filled(80, 4.5),
+		Std:           filled(70, 2.9),
+		Weights:       filled(7.3, 0.1),
 		Bias:          -8.1,
 		TrainedAt:     time.Date(2024, 3, 6, 12, 0, 0, 123, time.UTC),
 		Metrics:       map[string]float64{"train_auc": 0.999},
 	}
+}
+
+// filled returns a vector of the current schema's length starting first,
+// then rest repeated.
+func filled(first, rest float64) []float64 {
+	v := make([]float64, len(features.Names))
+	for i := range v {
+		v[i] = rest
+	}
+	v[0] = first
+	return v
 }
 
 func TestSaveLoadRoundTrip(t *testing.T) {
@@ -76,6 +88,7 @@ func TestSaveRefusesInvalidArtifact(t *testing.T) {
 }
 
 func TestLoadRejectsBadFiles(t *testing.T) {
+	n := len(features.Names)
 	// Each case edits the JSON of a valid artifact; want is text the error
 	// must contain so an operator can find the bad field.
 	tests := []struct {
@@ -87,22 +100,30 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 		{name: "empty version", edit: func(m map[string]any) { m["version"] = "" }, want: `"version" is empty`},
 		{name: "missing version", edit: func(m map[string]any) { delete(m, "version") }, want: `"version" is empty`},
 		{name: "unknown kind", edit: func(m map[string]any) { m["kind"] = "gbm" }, want: `"kind" is "gbm"`},
+		{name: "ffnn without hidden layer", edit: func(m map[string]any) { m["kind"] = "ffnn" }, want: `"hidden" is missing`},
+		{name: "lr with hidden layer", edit: func(m map[string]any) {
+			m["hidden"] = map[string]any{"w": [][]float64{filled(1, 1)}, "b": []float64{0}}
+		}, want: `"hidden" is set`},
 		{name: "no schema", edit: func(m map[string]any) { m["feature_schema"] = "" }, want: `"feature_schema" is empty`},
 		{name: "no names", edit: func(m map[string]any) { m["names"] = []string{} }, want: `"names" is empty`},
 		{name: "duplicate name", edit: func(m map[string]any) {
-			m["names"] = []string{"amount", "amount", "is_night", "is_weekend"}
-		}, want: `"names[1]" repeats "amount"`},
+			names := append([]string(nil), features.Names...)
+			names[1] = names[0]
+			m["names"] = names
+		}, want: fmt.Sprintf(`"names[1]" repeats %q`, features.Names[0])},
 		{name: "hash mismatch", edit: func(m map[string]any) { m["feature_hash"] = "0000000000000000" }, want: `"feature_hash"`},
 		{name: "names reordered under same hash", edit: func(m map[string]any) {
-			m["names"] = []string{"account_count_1h", "amount", "is_night", "is_weekend"}
+			names := append([]string(nil), features.Names...)
+			names[0], names[1] = names[1], names[0]
+			m["names"] = names
 		}, want: `"feature_hash"`},
-		{name: "short mean", edit: func(m map[string]any) { m["mean"] = []float64{1, 2} }, want: `"mean" has 2 values, names has 4`},
-		{name: "long std", edit: func(m map[string]any) { m["std"] = []float64{1, 1, 1, 1, 1} }, want: `"std" has 5 values`},
+		{name: "short mean", edit: func(m map[string]any) { m["mean"] = []float64{1, 2} }, want: fmt.Sprintf(`"mean" has 2 values, names has %d`, n)},
+		{name: "long std", edit: func(m map[string]any) { m["std"] = append(filled(1, 1), 1) }, want: fmt.Sprintf(`"std" has %d values`, n+1)},
 		{name: "missing weights", edit: func(m map[string]any) { delete(m, "weights") }, want: `"weights" has 0 values`},
-		{name: "zero std", edit: func(m map[string]any) { m["std"] = []float64{1, 0, 1, 1} }, want: `"std[1]" must be > 0`},
-		{name: "negative std", edit: func(m map[string]any) { m["std"] = []float64{1, 1, -2, 1} }, want: `"std[2]" must be > 0`},
+		{name: "zero std", edit: func(m map[string]any) { v := filled(1, 1); v[1] = 0; m["std"] = v }, want: `"std[1]" must be > 0`},
+		{name: "negative std", edit: func(m map[string]any) { v := filled(1, 1); v[2] = -2; m["std"] = v }, want: `"std[2]" must be > 0`},
 		{name: "missing trained_at", edit: func(m map[string]any) { delete(m, "trained_at") }, want: `"trained_at" is missing`},
-		{name: "unknown field", edit: func(m map[string]any) { m["thresholds"] = []float64{0.5} }, want: `unknown field "thresholds"`},
+		{name: "unknown field", edit: func(m map[string]any) { m["threshold"] = []float64{0.5} }, want: `unknown field "threshold"`},
 		{name: "bias as string", edit: func(m map[string]any) { m["bias"] = "-8.1" }, want: `bias`},
 		{name: "overflowing weight", raw: `{"version":"v","kind":"lr","weights":[1e999]}`, want: `weights`},
 		{name: "not JSON", raw: `model v1`, want: `invalid model artifact`},

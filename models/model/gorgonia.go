@@ -41,14 +41,27 @@ func (m *gorgoniaLogistic) Score(vectors [][]float64) ([]float64, error) {
 }
 
 func (m *gorgoniaLogistic) run(vectors [][]float64) ([]float64, error) {
-	n, d := len(vectors), len(m.weights)
+	n, d := len(vectors), len(m.mean)
 	g := G.NewGraph()
 	x := G.NewMatrix(g, tensor.Float64, G.WithName("x"), G.WithShape(n, d),
 		G.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(m.standardize(vectors)))))
-	w := G.NewVector(g, tensor.Float64, G.WithName("w"), G.WithShape(d),
-		G.WithValue(tensor.New(tensor.WithShape(d), tensor.WithBacking(append([]float64(nil), m.weights...)))))
+	in := x
+	if m.hiddenW != nil {
+		h := len(m.hiddenW)
+		w1 := G.NewMatrix(g, tensor.Float64, G.WithName("w1"), G.WithShape(d, h),
+			G.WithValue(tensor.New(tensor.WithShape(d, h), tensor.WithBacking(transpose(m.hiddenW)))))
+		b1 := G.NewVector(g, tensor.Float64, G.WithName("b1"), G.WithShape(h),
+			G.WithValue(tensor.New(tensor.WithShape(h), tensor.WithBacking(append([]float64(nil), m.hiddenB...)))))
+		var err error
+		if in, err = hiddenLayer(x, w1, b1); err != nil {
+			return nil, err
+		}
+	}
+	k := len(m.weights)
+	w := G.NewVector(g, tensor.Float64, G.WithName("w"), G.WithShape(k),
+		G.WithValue(tensor.New(tensor.WithShape(k), tensor.WithBacking(append([]float64(nil), m.weights...)))))
 	b := G.NewScalar(g, tensor.Float64, G.WithName("b"), G.WithValue(m.bias))
-	prob, err := forward(x, w, b)
+	prob, err := forward(in, w, b)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +78,35 @@ func (m *gorgoniaLogistic) run(vectors [][]float64) ([]float64, error) {
 		return nil, fmt.Errorf("graph returned %T of unexpected shape %v", probVal.Data(), probVal.Shape())
 	}
 	return append([]float64(nil), data...), nil
+}
+
+// hiddenLayer is relu(x·W1 + b1), with b1 broadcast over the rows of the batch.
+func hiddenLayer(x, w1, b1 *G.Node) (*G.Node, error) {
+	xw, err := G.Mul(x, w1)
+	if err != nil {
+		return nil, fmt.Errorf("build XW1: %w", err)
+	}
+	z, err := G.BroadcastAdd(xw, b1, nil, []byte{0})
+	if err != nil {
+		return nil, fmt.Errorf("build XW1+b1: %w", err)
+	}
+	h, err := G.Rectify(z)
+	if err != nil {
+		return nil, fmt.Errorf("build relu: %w", err)
+	}
+	return h, nil
+}
+
+// transpose lays out W[unit][feature] as the row-major (feature × unit) backing of W1.
+func transpose(w [][]float64) []float64 {
+	h, d := len(w), len(w[0])
+	out := make([]float64, d*h)
+	for u, row := range w {
+		for i, v := range row {
+			out[i*h+u] = v
+		}
+	}
+	return out
 }
 
 // logits is the linear part XW+b shared by training and inference, so the

@@ -25,13 +25,16 @@ type Model interface {
 // non-finite value); it points at the caller's feature code, not the model.
 var ErrInvalidInput = errors.New("invalid feature vector")
 
-// New returns the pure-Go scorer for a. It computes the same function as
-// NewGorgonia, without building a graph per call, so it is the one to serve
-// with.
+// New returns the pure-Go scorer for a, chosen by a.Kind. It computes the same
+// function as NewGorgonia, without building a graph per call, so it is the one
+// to serve with.
 func New(a *Artifact) (Model, error) {
 	p, err := newParams(a)
 	if err != nil {
 		return nil, err
+	}
+	if a.Kind == KindFFNN {
+		return &ffnn{params: p}, nil
 	}
 	return &logistic{params: p}, nil
 }
@@ -43,22 +46,31 @@ type params struct {
 	schema  string
 	mean    []float64
 	std     []float64
-	weights []float64
+	weights []float64 // output layer
 	bias    float64
+	hiddenW [][]float64 // ffnn only: [unit][feature]
+	hiddenB []float64
 }
 
 func newParams(a *Artifact) (params, error) {
 	if err := a.Validate(); err != nil {
 		return params{}, fmt.Errorf("new model: %w", err)
 	}
-	return params{
+	p := params{
 		version: a.Version,
 		schema:  a.FeatureSchema,
 		mean:    slices.Clone(a.Mean),
 		std:     slices.Clone(a.Std),
 		weights: slices.Clone(a.Weights),
 		bias:    a.Bias,
-	}, nil
+	}
+	if a.Hidden != nil {
+		p.hiddenB = slices.Clone(a.Hidden.B)
+		for _, row := range a.Hidden.W {
+			p.hiddenW = append(p.hiddenW, slices.Clone(row))
+		}
+	}
+	return p, nil
 }
 
 func (p *params) Version() string       { return p.version }
@@ -69,8 +81,8 @@ func (p *params) FeatureSchema() string { return p.schema }
 // ignore features.
 func (p *params) checkVectors(vectors [][]float64) error {
 	for i, v := range vectors {
-		if len(v) != len(p.weights) {
-			return fmt.Errorf("%w: vector %d has %d values, model %s expects %d", ErrInvalidInput, i, len(v), p.version, len(p.weights))
+		if len(v) != len(p.mean) {
+			return fmt.Errorf("%w: vector %d has %d values, model %s expects %d", ErrInvalidInput, i, len(v), p.version, len(p.mean))
 		}
 		for j, x := range v {
 			if !isFinite(x) {
@@ -83,7 +95,7 @@ func (p *params) checkVectors(vectors [][]float64) error {
 
 // standardize writes the batch, standardized, into one row-major slice.
 func (p *params) standardize(vectors [][]float64) []float64 {
-	d := len(p.weights)
+	d := len(p.mean)
 	out := make([]float64, len(vectors)*d)
 	for i, v := range vectors {
 		for j, x := range v {
@@ -106,6 +118,35 @@ func (m *logistic) Score(vectors [][]float64) ([]float64, error) {
 		z := m.bias
 		for j, x := range v {
 			z += m.weights[j] * ((x - m.mean[j]) / m.std[j])
+		}
+		out[i] = sigmoid(z)
+	}
+	return out, nil
+}
+
+type ffnn struct {
+	params
+}
+
+func (m *ffnn) Score(vectors [][]float64) ([]float64, error) {
+	if err := m.checkVectors(vectors); err != nil {
+		return nil, fmt.Errorf("score with model %s: %w", m.version, err)
+	}
+	out := make([]float64, len(vectors))
+	xs := make([]float64, len(m.mean))
+	for i, v := range vectors {
+		for j, x := range v {
+			xs[j] = (x - m.mean[j]) / m.std[j]
+		}
+		z := m.bias
+		for u, row := range m.hiddenW {
+			h := m.hiddenB[u]
+			for j, w := range row {
+				h += w * xs[j]
+			}
+			if h > 0 {
+				z += m.weights[u] * h
+			}
 		}
 		out[i] = sigmoid(z)
 	}
