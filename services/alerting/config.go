@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
 	"github.com/vigil-fraud/vigil/libs/kafka"
@@ -13,24 +14,51 @@ import (
 type Config struct {
 	Addr     string
 	SinkName string
-	// APIToken guards the analyst API until analyst accounts exist.
-	APIToken string
-	Kafka    kafka.Config
-	Postgres postgres.Config
-	Log      telemetry.Config
+	// APIToken grants machines read-only API access (GET /v1/alerts, /v1/cases).
+	APIToken        string
+	InsecureCookies bool
+	SessionTTL      time.Duration
+	LoginAttempts   int
+	BcryptCost      int
+	// LabelTxnID is the transactional id of the label relay; one relay per deployment.
+	LabelTxnID        string
+	WebhookAllowLocal bool
+	WebhookAttempts   int
+	WebhookTimeout    time.Duration
+	DailyAlertBudget  int
+	Kafka             kafka.Config
+	Postgres          postgres.Config
+	Log               telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
 	c := Config{
-		Addr:     e.String("VIGIL_ALERTING_ADDR", "127.0.0.1:8083"),
-		SinkName: e.String("VIGIL_ALERTING_GROUP", "vigil-alerting"),
-		APIToken: e.Secret("VIGIL_ALERTING_API_TOKEN", true),
-		Kafka:    kafka.LoadConfig(e),
-		Postgres: postgres.LoadConfig(e),
-		Log:      telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+		Addr:              e.String("VIGIL_ALERTING_ADDR", "127.0.0.1:8083"),
+		SinkName:          e.String("VIGIL_ALERTING_GROUP", "vigil-alerting"),
+		APIToken:          e.Secret("VIGIL_ALERTING_API_TOKEN", true),
+		InsecureCookies:   e.Bool("VIGIL_ALERTING_INSECURE_COOKIES", false),
+		SessionTTL:        e.Duration("VIGIL_ALERTING_SESSION_TTL", 12*time.Hour),
+		LoginAttempts:     e.Int("VIGIL_ALERTING_LOGIN_ATTEMPTS_PER_MINUTE", 10, 1, 1000),
+		BcryptCost:        e.Int("VIGIL_ALERTING_BCRYPT_COST", 12, 4, 16),
+		LabelTxnID:        e.String("VIGIL_ALERTING_LABEL_TXN_ID", ""),
+		WebhookAllowLocal: e.Bool("VIGIL_ALERTING_WEBHOOK_ALLOW_LOOPBACK", false),
+		WebhookAttempts:   e.Int("VIGIL_ALERTING_WEBHOOK_MAX_ATTEMPTS", 8, 1, 50),
+		WebhookTimeout:    e.Duration("VIGIL_ALERTING_WEBHOOK_TIMEOUT", 5*time.Second),
+		DailyAlertBudget:  e.Int("VIGIL_ALERTING_DAILY_ALERT_BUDGET", 1000, 0, 10_000_000),
+		Kafka:             kafka.LoadConfig(e),
+		Postgres:          postgres.LoadConfig(e),
+		Log:               telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+	}
+	if c.LabelTxnID == "" {
+		// Tied to the consumer group, so side-by-side deployments (e2e next to the demo) never
+		// fence each other's relay.
+		c.LabelTxnID = c.SinkName + "-labels"
 	}
 	if c.APIToken != "" && len(c.APIToken) < 16 {
 		e.Fail("VIGIL_ALERTING_API_TOKEN", "must be at least 16 characters")
+	}
+	if c.SessionTTL < time.Minute {
+		e.Fail("VIGIL_ALERTING_SESSION_TTL", "must be at least 1m")
 	}
 	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)

@@ -1,12 +1,19 @@
-// Command alerting turns review and decline decisions into alerts and serves the analyst API.
+// Command alerting turns review and decline decisions into alerts and cases, serves the analyst
+// API and web UI, relays labels to Kafka and delivers webhooks.
+//
+//	alerting                                      run the service
+//	alerting user create --email E --role R       create a user; password from stdin or VIGIL_ALERTING_NEW_PASSWORD
+//	alerting export-labels --out labels.csv       write the latest label of every transaction
 package main
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,14 +22,28 @@ import (
 	"github.com/vigil-fraud/vigil/libs/postgres"
 	"github.com/vigil-fraud/vigil/libs/sink"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
-	"github.com/vigil-fraud/vigil/services/alerting/internal/alerts"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/auth"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/httpapi"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/relay"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/store"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/webhook"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	var err error
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "user":
+		err = runUserCmd(ctx, os.Args[2:], os.Stdin, os.Stdout)
+	case len(os.Args) > 1 && os.Args[1] == "export-labels":
+		err = runExportCmd(ctx, os.Args[2:], os.Stdout)
+	case len(os.Args) > 1:
+		err = fmt.Errorf("unknown command %q (want: user create, export-labels, or no command to serve)", os.Args[1])
+	default:
+		err = run(ctx)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "alerting:", err)
 		os.Exit(1)
 	}
@@ -37,8 +58,14 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "addr", cfg.Addr, "brokers", cfg.Kafka.Brokers, "in", cfg.Kafka.Topics.Decisions,
-		"group", cfg.SinkName, "api_token", config.Mask(cfg.APIToken))
+	return serve(ctx, cfg, log, nil)
+}
+
+// serve runs every part of the service until ctx ends; ready, when set, learns the bound
+// address once everything is up (tests bind port 0).
+func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
+	log.Info("starting", "addr", cfg.Addr, "brokers", cfg.Kafka.Brokers, "in", cfg.Kafka.Topics.Decisions, "labels", cfg.Kafka.Topics.Labels,
+		"group", cfg.SinkName, "api_token", config.Mask(cfg.APIToken), "webhook_allow_loopback", cfg.WebhookAllowLocal)
 
 	pool, err := postgres.Open(ctx, cfg.Postgres)
 	if err != nil {
@@ -46,19 +73,33 @@ func run(ctx context.Context) error {
 	}
 	defer pool.Close()
 
+	st := store.New(pool, log)
 	alertSink, err := sink.New(sink.Config{
 		Brokers: cfg.Kafka.Brokers,
 		Name:    cfg.SinkName,
 		Topics:  []string{cfg.Kafka.Topics.Decisions},
-	}, pool, alerts.NewSink(log).Apply, log)
+	}, pool, st.Apply, log)
 	if err != nil {
 		return err
 	}
+	labels, err := relay.New(relay.Config{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topics.Labels, TransactionalID: cfg.LabelTxnID}, pool, log)
+	if err != nil {
+		return err
+	}
+	defer labels.Close()
+	policy := webhook.Policy{AllowLoopback: cfg.WebhookAllowLocal}
+	hooks := webhook.NewWorker(webhook.WorkerConfig{MaxAttempts: cfg.WebhookAttempts, Timeout: cfg.WebhookTimeout}, pool, policy, log)
 
 	health := httpserver.NewHealth(map[string]httpserver.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
 	})
-	api := httpapi.New(alerts.NewQueue(pool), cfg.APIToken, log)
+	api := httpapi.New(st, auth.NewAccounts(pool, cfg.BcryptCost, cfg.SessionTTL), webhook.NewStore(pool, policy), httpapi.Options{
+		ServiceToken:     cfg.APIToken,
+		InsecureCookies:  cfg.InsecureCookies,
+		SessionTTL:       cfg.SessionTTL,
+		DailyAlertBudget: cfg.DailyAlertBudget,
+		LoginLimiter:     auth.NewLimiter(cfg.LoginAttempts, time.Minute, time.Now),
+	}, log)
 	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, api.Routes(health), log)
 	if err != nil {
 		return err
@@ -67,7 +108,12 @@ func run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return alertSink.Run(gctx) })
+	g.Go(func() error { return labels.Run(gctx) })
+	g.Go(func() error { return hooks.Run(gctx) })
 	health.MarkReady()
+	if ready != nil {
+		ready(srv.Addr())
+	}
 	err = g.Wait()
 	log.Info("stopped", "decisions_applied", alertSink.Applied.Load())
 	return err
