@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
+	"github.com/vigil-fraud/vigil/libs/redisclient"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
 )
@@ -17,14 +19,36 @@ type Config struct {
 	Group           string
 	TransactionalID string
 	MaxPollRecords  int
+	// GroupInstanceID turns on static group membership for the scorer (and, suffixed "-sink",
+	// the sink): a restarted process with the same id takes its partitions back at once instead
+	// of waiting for the dead member's session to time out. Empty: dynamic membership.
+	GroupInstanceID string
+	SessionTimeout  time.Duration
 	// ModelPath is a trained artifact (vigil-model train); empty runs the baseline scorer.
 	ModelPath string
-	Policy    decide.Policy
+	// ShadowModelPath is a challenger scored on the same traffic and recorded, never acting.
+	ShadowModelPath string
+	// ModelWatch is how often the model files' mtimes are checked for a hot reload; 0 disables.
+	ModelWatch time.Duration
+	// RulesFile seeds scoring_rules when it is empty; empty uses the built-in rules.yaml.
+	RulesFile    string
+	RulesRefresh time.Duration
+	ListsRefresh time.Duration
+	Policy       decide.Policy
+	// AlertBudgetPerDay, when > 0 and VIGIL_SCORING_REVIEW_THRESHOLD is unset, takes the review
+	// threshold from the model artifact's validated threshold table at that alert budget.
+	AlertBudgetPerDay  float64
+	ReviewThresholdSet bool
+	// WindowsEnabled keeps per-account decision windows in Redis.
+	WindowsEnabled bool
+	ModelBudget    time.Duration
+	WindowsBudget  time.Duration
 	// SinkEnabled runs the decision sink (decisions.v1 → Postgres) in this process.
 	SinkEnabled bool
 	SinkName    string
 	Kafka       kafka.Config
 	Postgres    postgres.Config
+	Redis       redisclient.Config
 	Log         telemetry.Config
 }
 
@@ -36,23 +60,42 @@ func loadConfig(e *config.Env) (Config, error) {
 		Group:           e.String("VIGIL_SCORING_GROUP", "vigil-scoring"),
 		TransactionalID: e.String("VIGIL_SCORING_TRANSACTIONAL_ID", "vigil-scoring-"+host),
 		MaxPollRecords:  e.Int("VIGIL_SCORING_MAX_POLL_RECORDS", 500, 1, 100_000),
+		GroupInstanceID: e.String("VIGIL_SCORING_GROUP_INSTANCE_ID", ""),
+		SessionTimeout:  e.Duration("VIGIL_SCORING_SESSION_TIMEOUT", 45*time.Second),
 		ModelPath:       e.String("VIGIL_SCORING_MODEL_PATH", ""),
+		ShadowModelPath: e.String("VIGIL_SCORING_SHADOW_MODEL_PATH", ""),
+		ModelWatch:      e.Duration("VIGIL_SCORING_MODEL_WATCH_INTERVAL", 5*time.Second),
+		RulesFile:       e.String("VIGIL_SCORING_RULES_FILE", ""),
+		RulesRefresh:    e.Duration("VIGIL_SCORING_RULES_REFRESH", 30*time.Second),
+		ListsRefresh:    e.Duration("VIGIL_SCORING_LISTS_REFRESH", 10*time.Second),
 		Policy: decide.Policy{
-			RuleSetVersion:     def.RuleSetVersion,
 			ReviewThreshold:    e.Float("VIGIL_SCORING_REVIEW_THRESHOLD", def.ReviewThreshold, 0, 1),
 			DeclineThreshold:   e.Float("VIGIL_SCORING_DECLINE_THRESHOLD", def.DeclineThreshold, 0, 1),
 			ReviewAmountMinor:  int64(e.Int("VIGIL_SCORING_REVIEW_AMOUNT_MINOR", int(def.ReviewAmountMinor), 1, 1<<53)),
 			DeclineAmountMinor: int64(e.Int("VIGIL_SCORING_DECLINE_AMOUNT_MINOR", int(def.DeclineAmountMinor), 1, 1<<53)),
 			VelocityReview:     e.Float("VIGIL_SCORING_VELOCITY_REVIEW_1H", def.VelocityReview, 0, 1e9),
+			TopFeatures:        e.Int("VIGIL_SCORING_TOP_FEATURES", def.TopFeatures, 0, 100),
 		},
-		SinkEnabled: e.Bool("VIGIL_SCORING_SINK_ENABLED", true),
-		SinkName:    e.String("VIGIL_SCORING_SINK_GROUP", "vigil-decision-sink"),
-		Kafka:       kafka.LoadConfig(e),
-		Postgres:    postgres.LoadConfig(e),
-		Log:         telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+		AlertBudgetPerDay:  e.Float("VIGIL_SCORING_ALERT_BUDGET_PER_DAY", 0, 0, 1e12),
+		ReviewThresholdSet: e.String("VIGIL_SCORING_REVIEW_THRESHOLD", "") != "",
+		WindowsEnabled:     e.Bool("VIGIL_SCORING_WINDOWS_ENABLED", true),
+		ModelBudget:        e.Duration("VIGIL_SCORING_MODEL_BUDGET", 200*time.Millisecond),
+		WindowsBudget:      e.Duration("VIGIL_SCORING_WINDOWS_BUDGET", 200*time.Millisecond),
+		SinkEnabled:        e.Bool("VIGIL_SCORING_SINK_ENABLED", true),
+		SinkName:           e.String("VIGIL_SCORING_SINK_GROUP", "vigil-decision-sink"),
+		Kafka:              kafka.LoadConfig(e),
+		Postgres:           postgres.LoadConfig(e),
+		Redis:              redisclient.LoadConfig(e),
+		Log:                telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
 	}
 	if err := c.Policy.Validate(); err != nil {
 		e.Fail("VIGIL_SCORING_*_THRESHOLD / *_AMOUNT_MINOR", "%v", err)
+	}
+	for name, d := range map[string]time.Duration{"VIGIL_SCORING_RULES_REFRESH": c.RulesRefresh, "VIGIL_SCORING_LISTS_REFRESH": c.ListsRefresh,
+		"VIGIL_SCORING_MODEL_BUDGET": c.ModelBudget, "VIGIL_SCORING_WINDOWS_BUDGET": c.WindowsBudget} {
+		if d <= 0 {
+			e.Fail(name, "must be a positive duration, got %s", d)
+		}
 	}
 	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)

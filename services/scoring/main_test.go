@@ -1,15 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
-	"github.com/vigil-fraud/vigil/models/features"
-	"github.com/vigil-fraud/vigil/models/model"
 )
 
 func TestLoadConfigNamesBadVariables(t *testing.T) {
@@ -17,53 +16,51 @@ func TestLoadConfigNamesBadVariables(t *testing.T) {
 	_, err := loadConfig(config.FromMap(map[string]string{
 		"VIGIL_SCORING_REVIEW_THRESHOLD": "1.5",
 		"VIGIL_SCORING_MAX_POLL_RECORDS": "lots",
+		"VIGIL_SCORING_MODEL_BUDGET":     "soon",
+		"VIGIL_SCORING_TOP_FEATURES":     "-1",
 	}))
 	if err == nil {
 		t.Fatal("want error")
 	}
-	for _, name := range []string{"VIGIL_SCORING_REVIEW_THRESHOLD", "VIGIL_SCORING_MAX_POLL_RECORDS", "VIGIL_POSTGRES_URL"} {
+	for _, name := range []string{"VIGIL_SCORING_REVIEW_THRESHOLD", "VIGIL_SCORING_MAX_POLL_RECORDS", "VIGIL_POSTGRES_URL",
+		"VIGIL_SCORING_MODEL_BUDGET", "VIGIL_SCORING_TOP_FEATURES"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
 	}
 }
 
-func TestLoadScorer(t *testing.T) {
+func TestDefaultsKeepTheSkeletonBehaviour(t *testing.T) {
 	t.Parallel()
-	baseline, err := loadScorer("")
-	if err != nil || baseline.FeatureSchema() != features.SchemaVersion {
-		t.Fatalf("baseline: %v, %v", baseline, err)
-	}
-
-	// A trained artifact loads and scores through the models package.
-	var X [][]float64
-	var y []float64
-	hist := features.NewOffline()
-	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
-	for i := 0; i < 400; i++ {
-		amount := float64(10 + i)
-		X = append(X, hist.Next(features.Event{TransactionID: strconv.Itoa(i), AccountID: "a" + strconv.Itoa(i%50),
-			AmountMinor: int64(amount * 100), EventTime: t0.Add(time.Duration(i) * time.Minute)}))
-		if amount > 220 {
-			y = append(y, 1)
-		} else {
-			y = append(y, 0)
-		}
-	}
-	a, err := model.TrainLogistic(X, y, model.TrainOptions{Epochs: 20, Version: "test-lr-1", Seed: 1})
+	cfg, err := loadConfig(config.FromMap(map[string]string{"VIGIL_POSTGRES_URL": "postgres://u@127.0.0.1:1/db"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "model.json")
-	if err := a.Save(path); err != nil {
+	if cfg.ModelPath != "" || !cfg.WindowsEnabled || !cfg.SinkEnabled || cfg.GroupInstanceID != "" || cfg.Policy.ReviewAmountMinor != 100_000 {
+		t.Fatalf("defaults changed: %+v", cfg)
+	}
+}
+
+func TestRulesCheck(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if err := dispatch(context.Background(), []string{"rules", "check"}, &out); err != nil || !strings.Contains(out.String(), "built-in rules.yaml: 4 rules compile; rule set rs-") {
+		t.Fatalf("built-in rules: %v %s", err, out.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - id: velocity\n    expression: features.account_count_2h > 3\n    action: review\n    reason: V\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, err := loadScorer(path)
-	if err != nil || m.Version() != "test-lr-1" {
-		t.Fatalf("trained: %v, %v", m, err)
+	err := dispatch(context.Background(), []string{"rules", "check", "-file", bad}, &out)
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), `rule "velocity" v1`) ||
+		!strings.Contains(err.Error(), `unknown feature "account_count_2h" at column 10`) {
+		t.Fatalf("bad rules: %v", err)
 	}
-
-	if _, err := loadScorer(filepath.Join(t.TempDir(), "missing.json")); err == nil || !strings.Contains(err.Error(), "VIGIL_SCORING_MODEL_PATH") {
-		t.Fatalf("missing artifact: %v", err)
+	err = dispatch(context.Background(), []string{"lists", "put", "-list", "deny", "-kind", "card", "-value", "tok"}, &out)
+	if err == nil || !strings.Contains(err.Error(), `list "deny"`) {
+		t.Fatalf("bad list entry: %v", err)
+	}
+	if err := dispatch(context.Background(), []string{"frobnicate"}, &out); err == nil {
+		t.Fatal("unknown command accepted")
 	}
 }

@@ -1,95 +1,265 @@
 package decide
 
 import (
+	"os"
+	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
 )
+
+var names = []string{"amount", "account_count_1h", "is_night", "is_weekend"}
 
 func enriched(amount int64, count1h float64) *fraudv1.EnrichedTransaction {
 	return &fraudv1.EnrichedTransaction{
-		Transaction: &fraudv1.Transaction{Id: "src:1", AccountId: "a", AmountMinor: amount, Currency: "EUR"},
+		Transaction: &fraudv1.Transaction{Id: "src:1", AccountId: "a", AmountMinor: amount, Currency: "EUR",
+			Card: &fraudv1.Card{Token: "tok"}, Country: "FR", EventTime: timestamppb.New(time.Date(2024, 3, 6, 12, 0, 0, 0, time.UTC))},
 		Features: &fraudv1.FeatureVector{
-			SchemaVersion: "fs-1", Names: []string{"amount", "account_count_1h"}, Values: []float64{float64(amount) / 100, count1h},
+			SchemaVersion: "fs-1", Names: names, Values: []float64{float64(amount) / 100, count1h, 0, 0},
 		},
 	}
 }
 
-func TestDecide(t *testing.T) {
+// defaultSet compiles the shipped rules.yaml: these tests pin what the default rule set does.
+func defaultSet(t testing.TB) *rules.Set {
+	t.Helper()
+	b, err := os.ReadFile("../../rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.ParseYAML("rules.yaml", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rules.Compile(rs, DefaultPolicy().Params(), names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func codes(d *fraudv1.Decision) []string {
+	var out []string
+	for _, r := range d.GetReasons() {
+		switch r.GetCode() {
+		case ReasonInputHash, ReasonWindow:
+			continue
+		}
+		out = append(out, r.GetCode())
+	}
+	return out
+}
+
+func TestDecideDefaultRules(t *testing.T) {
 	t.Parallel()
+	set := defaultSet(t)
 	p := DefaultPolicy()
 	tests := []struct {
 		name    string
 		amount  int64
 		count   float64
 		score   float64
+		window  rules.Window
 		want    fraudv1.Action
 		reasons []string
 	}{
-		{"small amount approves", 1_000, 1, 0.1, fraudv1.Action_ACTION_APPROVE, nil},
-		{"review amount", 100_000, 1, 0.1, fraudv1.Action_ACTION_REVIEW, []string{ReasonAmountReview}},
-		{"decline amount", 500_000, 1, 0.1, fraudv1.Action_ACTION_DECLINE, []string{ReasonAmountDecline}},
-		{"elevated score", 1_000, 1, 0.85, fraudv1.Action_ACTION_REVIEW, []string{ReasonScoreReview}},
-		{"high score", 1_000, 1, 0.99, fraudv1.Action_ACTION_DECLINE, []string{ReasonScoreDecline}},
-		{"velocity", 1_000, 10, 0.1, fraudv1.Action_ACTION_REVIEW, []string{ReasonVelocity}},
-		{"strongest action wins, all reasons kept", 100_000, 12, 0.99, fraudv1.Action_ACTION_DECLINE,
-			[]string{ReasonAmountReview, ReasonScoreDecline, ReasonVelocity}},
+		{"small amount approves", 1_000, 1, 0.1, rules.Window{}, fraudv1.Action_ACTION_APPROVE, nil},
+		{"review amount", 100_000, 1, 0.1, rules.Window{}, fraudv1.Action_ACTION_REVIEW, []string{"AMOUNT_OVER_REVIEW_LIMIT"}},
+		{"just under review amount", 99_999, 1, 0.1, rules.Window{}, fraudv1.Action_ACTION_APPROVE, nil},
+		{"decline amount", 500_000, 1, 0.1, rules.Window{}, fraudv1.Action_ACTION_DECLINE, []string{"AMOUNT_OVER_DECLINE_LIMIT"}},
+		{"score at review threshold", 1_000, 1, 0.8, rules.Window{}, fraudv1.Action_ACTION_REVIEW, []string{ReasonScoreReview}},
+		{"score just under review threshold", 1_000, 1, 0.7999, rules.Window{}, fraudv1.Action_ACTION_APPROVE, nil},
+		{"score at decline threshold", 1_000, 1, 0.95, rules.Window{}, fraudv1.Action_ACTION_DECLINE, []string{ReasonScoreDecline}},
+		{"velocity", 1_000, 10, 0.1, rules.Window{}, fraudv1.Action_ACTION_REVIEW, []string{"ACCOUNT_VELOCITY_1H"}},
+		{"repeat decliner window", 1_000, 1, 0.1, rules.Window{Declines1h: 3}, fraudv1.Action_ACTION_REVIEW, []string{"ACCOUNT_DECLINES_1H"}},
+		{"strongest action wins, all reasons kept", 100_000, 12, 0.99, rules.Window{}, fraudv1.Action_ACTION_DECLINE,
+			[]string{"AMOUNT_OVER_REVIEW_LIMIT", "ACCOUNT_VELOCITY_1H", ReasonScoreDecline}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			d := Decide(enriched(tc.amount, tc.count), tc.score, "m1", p, time.Unix(0, 0))
+			in := Input{ET: enriched(tc.amount, tc.count), Model: ModelResult{Version: "m1", Score: tc.score, OK: true}, Window: tc.window, WindowOK: true}
+			d, err := Decide(in, set, p, time.Unix(0, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if d.GetAction() != tc.want {
-				t.Errorf("action = %v, want %v", d.GetAction(), tc.want)
+				t.Errorf("action %v, want %v", d.GetAction(), tc.want)
 			}
-			var codes []string
-			for _, r := range d.GetReasons() {
-				codes = append(codes, r.GetCode())
+			if got := codes(d); !slices.Equal(got, tc.reasons) {
+				t.Errorf("reasons %v, want %v", got, tc.reasons)
 			}
-			if len(codes) != len(tc.reasons) {
-				t.Fatalf("reasons = %v, want %v", codes, tc.reasons)
-			}
-			for i := range codes {
-				if codes[i] != tc.reasons[i] {
-					t.Fatalf("reasons = %v, want %v", codes, tc.reasons)
-				}
-			}
-			if d.GetDecisionId() != DecisionID("src:1") || d.GetModelVersion() != "m1" || d.GetRuleSetVersion() != p.RuleSetVersion ||
-				d.GetFeatureSchemaVersion() != "fs-1" || d.GetReviewThreshold() != p.ReviewThreshold {
-				t.Errorf("versions/ids not recorded: %+v", d)
+			if d.GetRuleSetVersion() != set.Version() || d.GetModelVersion() != "m1" || d.GetFeatureSchemaVersion() != "fs-1" ||
+				d.GetReviewThreshold() != 0.8 || d.GetDeclineThreshold() != 0.95 {
+				t.Errorf("versions/thresholds not recorded: %v", d)
 			}
 		})
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	t.Parallel()
+	set, err := rules.Compile([]rules.Rule{
+		{ID: "vip", Version: 1, Expression: `tx.country == "LU"`, Action: rules.ActionApprove, Reason: "VIP", Priority: 200, Enabled: true},
+		{ID: "big", Version: 1, Expression: `tx.amount_minor >= 500000`, Action: rules.ActionDecline, Reason: "BIG", Priority: 100, Enabled: true},
+		{ID: "late-approve", Version: 1, Expression: `tx.currency == "EUR"`, Action: rules.ActionApprove, Reason: "LOW", Priority: 1, Enabled: true},
+	}, nil, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := lists.Hit{List: lists.Block, Kind: lists.KindCard, Reason: "stolen"}
+	allow := lists.Hit{List: lists.Allow, Kind: lists.KindAccount, Reason: "vip"}
+	tests := []struct {
+		name    string
+		country string
+		amount  int64
+		score   float64
+		hits    []lists.Hit
+		want    fraudv1.Action
+	}{
+		{"block beats allow", "FR", 1_000, 0.1, []lists.Hit{block, allow}, fraudv1.Action_ACTION_DECLINE},
+		{"allow overrides decline rule and score", "FR", 900_000, 0.99, []lists.Hit{allow}, fraudv1.Action_ACTION_APPROVE},
+		{"high-priority approve rule overrides", "LU", 900_000, 0.99, nil, fraudv1.Action_ACTION_APPROVE},
+		{"low-priority approve rule does not override", "FR", 900_000, 0.1, nil, fraudv1.Action_ACTION_DECLINE},
+		{"low-priority approve rule alone approves even a high score", "FR", 1_000, 0.99, nil, fraudv1.Action_ACTION_APPROVE},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			et := enriched(tc.amount, 1)
+			et.Transaction.Country = tc.country
+			d, err := Decide(Input{ET: et, Model: ModelResult{Score: tc.score, OK: true}, WindowOK: true, Hits: tc.hits}, set, DefaultPolicy(), time.Unix(0, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.GetAction() != tc.want {
+				t.Errorf("action %v, want %v (reasons %v)", d.GetAction(), tc.want, codes(d))
+			}
+		})
+	}
+}
+
+func TestReasonCodesAndMetadata(t *testing.T) {
+	t.Parallel()
+	set := defaultSet(t)
+	in := Input{
+		ET: enriched(1_000, 1),
+		Model: ModelResult{Version: "m1", Score: 0.3, OK: true, Contributions: []Contribution{
+			{Name: "amount", Value: 10, Logit: 0.5}, {Name: "is_night", Value: 1, Logit: 1.5},
+			{Name: "account_count_1h", Value: 1, Logit: -2}, {Name: "is_weekend", Value: 0, Logit: 0.5},
+		}},
+		Window: rules.Window{Reviews24h: 2, MaxScore24h: 0.7}, WindowOK: true,
+		Hits:   []lists.Hit{{List: lists.Allow, Kind: lists.KindCountry, Reason: "home"}},
+		Shadow: &Shadow{Version: "m2", Score: 0.25},
+	}
+	p := DefaultPolicy()
+	p.TopFeatures = 2
+	d, err := Decide(in, set, p, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"LIST_ALLOW_COUNTRY", ReasonFeaturePrefix + "is_night", ReasonFeaturePrefix + "amount", ReasonShadowScore}
+	if got := codes(d); !slices.Equal(got, want) {
+		t.Fatalf("reasons %v, want %v", got, want)
+	}
+	if r, _ := Reason(d, ReasonFeaturePrefix+"is_night"); r.GetWeight() != 1.5 {
+		t.Errorf("contribution weight %v", r.GetWeight())
+	}
+	if r, _ := Reason(d, ReasonShadowScore); r.GetDescription() != "m2" || r.GetWeight() != 0.25 {
+		t.Errorf("shadow %v", r)
+	}
+	w, ok, err := WindowOf(d)
+	if err != nil || !ok || w != in.Window {
+		t.Errorf("window round trip %v %v %v", w, ok, err)
+	}
+	if hits := HitsOf(d); !slices.Equal(hits, in.Hits) {
+		t.Errorf("hits round trip %v", hits)
+	}
+
+	// The input hash is stable and covers the window, the hits and the model's availability.
+	h1, _ := InputHash(in)
+	if r, _ := Reason(d, ReasonInputHash); r.GetDescription() != h1 || len(h1) != 64 {
+		t.Fatalf("input hash reason %v, want %s", r, h1)
+	}
+	for name, edit := range map[string]func(*Input){
+		"window":  func(i *Input) { i.Window.Declines1h++ },
+		"hits":    func(i *Input) { i.Hits = nil },
+		"model":   func(i *Input) { i.Model.OK = false },
+		"amount":  func(i *Input) { i.ET = enriched(1_001, 1) },
+		"windows": func(i *Input) { i.WindowOK = false },
+	} {
+		c := in
+		edit(&c)
+		if h2, _ := InputHash(c); h2 == h1 {
+			t.Errorf("hash ignores %s", name)
+		}
+	}
+}
+
+func TestDegraded(t *testing.T) {
+	t.Parallel()
+	set := defaultSet(t)
+	// The model missed its deadline: its (stale) score must not act, rules still do.
+	in := Input{ET: enriched(600_000, 1), Model: ModelResult{Version: "m1", Score: 0.01, OK: false}, WindowOK: false}
+	d, err := Decide(in, set, DefaultPolicy(), time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.GetAction() != fraudv1.Action_ACTION_DECLINE || d.GetScore() != 0 {
+		t.Fatalf("action %v score %v", d.GetAction(), d.GetScore())
+	}
+	r, ok := Reason(d, ReasonDegraded)
+	if !ok || r.GetDescription() != "model, decision windows unavailable: rules and lists only" {
+		t.Fatalf("degraded reason %v", r)
+	}
+	if _, ok := Reason(d, ReasonWindow); ok {
+		t.Error("degraded decision records a window")
 	}
 }
 
 func TestDecisionIDIsDeterministic(t *testing.T) {
 	t.Parallel()
 	if DecisionID("a:1") != DecisionID("a:1") || DecisionID("a:1") == DecisionID("a:2") {
-		t.Fatal("decision ids must be a function of the transaction id")
+		t.Fatal("decision id must be a function of the transaction id")
 	}
 }
 
 func TestPolicyValidate(t *testing.T) {
 	t.Parallel()
-	bad := DefaultPolicy()
-	bad.DeclineThreshold = 0.5
-	if bad.Validate() == nil {
-		t.Fatal("decline below review must be rejected")
+	bad := []Policy{
+		{ReviewThreshold: -0.1, DeclineThreshold: 0.9, ReviewAmountMinor: 1, DeclineAmountMinor: 2},
+		{ReviewThreshold: 0.9, DeclineThreshold: 0.8, ReviewAmountMinor: 1, DeclineAmountMinor: 2},
+		{ReviewThreshold: 0.8, DeclineThreshold: 0.9, ReviewAmountMinor: 5, DeclineAmountMinor: 2},
+	}
+	for i, p := range bad {
+		if p.Validate() == nil {
+			t.Errorf("policy %d accepted", i)
+		}
 	}
 	if err := DefaultPolicy().Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestBaselineScorer(t *testing.T) {
-	t.Parallel()
-	s := BaselineScorer{AmountIndex: 0}
-	got, err := s.Score([][]float64{{0}, {1000}, {9000}})
-	if err != nil || got[0] != 0 || got[1] != 0.5 || got[2] != 0.9 {
-		t.Fatalf("scores %v, %v", got, err)
+// BenchmarkDecide is the per-transaction cost of rules + decision + input hash with the
+// default rule set.
+func BenchmarkDecide(b *testing.B) {
+	set := defaultSet(b)
+	in := Input{ET: enriched(150_000, 3), Model: ModelResult{Version: "m1", Score: 0.3, OK: true,
+		Contributions: []Contribution{{Name: "amount", Value: 1500, Logit: 1.2}, {Name: "is_night", Value: 1, Logit: 0.2}}},
+		WindowOK: true, Window: rules.Window{Reviews1h: 1}}
+	p := DefaultPolicy()
+	now := time.Unix(0, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decide(in, set, p, now); err != nil {
+			b.Fatal(err)
+		}
 	}
-	if _, err := s.Score([][]float64{{}}); err == nil {
-		t.Fatal("want error for a short vector")
-	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/tx")
 }

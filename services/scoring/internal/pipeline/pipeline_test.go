@@ -3,24 +3,36 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/modelset"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/windows"
 )
 
 type fakeScorer struct {
-	score float64
-	err   error
+	version string
+	score   float64
+	delay   time.Duration
+	err     error
 }
 
-func (fakeScorer) Version() string       { return "fake-1" }
+func (f fakeScorer) Version() string     { return f.version }
 func (fakeScorer) FeatureSchema() string { return "fs-1" }
 func (f fakeScorer) Score(v [][]float64) ([]float64, error) {
+	time.Sleep(f.delay)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -31,32 +43,81 @@ func (f fakeScorer) Score(v [][]float64) ([]float64, error) {
 	return out, nil
 }
 
-func featureRecord(t *testing.T, id string, amount int64, schema string) *kgo.Record {
+// fakeWindows keeps entries in memory; delay simulates a stalled Redis.
+type fakeWindows struct {
+	entries map[string][]windows.Entry
+	delay   time.Duration
+}
+
+func (f *fakeWindows) Load(ctx context.Context, reqs []windows.Request) (map[string][]windows.Entry, error) {
+	select {
+	case <-time.After(f.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	out := map[string][]windows.Entry{}
+	for _, r := range reqs {
+		out[r.Account] = f.entries[r.Account]
+	}
+	return out, nil
+}
+
+func (f *fakeWindows) Record(_ context.Context, by map[string][]windows.Entry) error {
+	for a, es := range by {
+		f.entries[a] = append(f.entries[a], es...)
+	}
+	return nil
+}
+
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func featureRecord(t *testing.T, id, acct string, amount int64, schema string, offset int64) *kgo.Record {
 	t.Helper()
-	r, err := kafka.NewRecord("features.v1", "acct", &fraudv1.EnrichedTransaction{
-		Transaction: &fraudv1.Transaction{Id: id, AccountId: "acct", AmountMinor: amount},
+	r, err := kafka.NewRecord("features.v1", acct, &fraudv1.EnrichedTransaction{
+		Transaction: &fraudv1.Transaction{Id: id, AccountId: acct, AmountMinor: amount, EventTime: timestamppb.New(t0.Add(time.Duration(offset) * time.Second))},
 		Features:    &fraudv1.FeatureVector{SchemaVersion: schema, Names: []string{"amount", "account_count_1h"}, Values: []float64{float64(amount) / 100, 1}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.Offset = offset
 	return r
 }
 
-func TestTransform(t *testing.T) {
-	t.Parallel()
-	p := New(fakeScorer{score: 0.1}, decide.DefaultPolicy(), "decisions.v1", time.Now)
-	in := []*kgo.Record{
-		featureRecord(t, "s:1", 1_000, "fs-1"),
-		featureRecord(t, "s:2", 200_000, "fs-1"),
-		featureRecord(t, "s:3", 1_000, "fs-0"), // wrong schema
-		{Topic: "features.v1", Value: []byte("junk")},
-	}
-	out, err := p.Transform(context.Background(), in)
+func testSet(t *testing.T) *rules.Set {
+	t.Helper()
+	set, err := rules.Compile([]rules.Rule{
+		{ID: "amount-review", Version: 1, Expression: "tx.amount_minor >= 100000", Action: rules.ActionReview, Reason: "AMOUNT", Enabled: true},
+		{ID: "repeat", Version: 1, Expression: "account.declines_1h >= 1", Action: rules.ActionReview, Reason: "REPEAT", Enabled: true},
+		{ID: "big", Version: 1, Expression: "tx.amount_minor >= 500000", Action: rules.ActionDecline, Reason: "BIG", Priority: 10, Enabled: true},
+	}, nil, []string{"amount", "account_count_1h"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var decisions []*fraudv1.Decision
+	return set
+}
+
+func newPipeline(t *testing.T, s modelset.Scorer, w Windows, b Budgets) (*Pipeline, *atomic.Int64) {
+	set := testSet(t)
+	calls := &atomic.Int64{}
+	models := &modelset.Set{Primary: &modelset.Loaded{Scorer: s}, Shadow: &modelset.Loaded{Scorer: fakeScorer{version: "shadow-1", score: 0.42}}}
+	deps := Deps{
+		Models: func() *modelset.Set {
+			calls.Add(1)
+			return models
+		},
+		Rules: func() *rules.Set { return set },
+		Lists: func() *lists.Snapshot {
+			return lists.NewSnapshot([]lists.Entry{{List: lists.Block, Kind: lists.KindAccount, Value: "blocked"}})
+		},
+		Windows: w,
+	}
+	return New(deps, decide.DefaultPolicy(), b, "decisions.v1", func() time.Time { return t0 }, slog.New(slog.NewTextHandler(os.Stderr, nil))), calls
+}
+
+func decisions(t *testing.T, out []*kgo.Record) ([]*fraudv1.Decision, int) {
+	t.Helper()
+	var ds []*fraudv1.Decision
 	dlq := 0
 	for _, r := range out {
 		switch r.Topic {
@@ -68,7 +129,7 @@ func TestTransform(t *testing.T) {
 			if string(r.Key) != d.GetAccountId() {
 				t.Errorf("key %q", r.Key)
 			}
-			decisions = append(decisions, d)
+			ds = append(ds, d)
 		case "features.v1.dlq":
 			dlq++
 			if kafka.Header(r, kafka.HeaderError) == "" {
@@ -78,21 +139,139 @@ func TestTransform(t *testing.T) {
 			t.Fatalf("unexpected topic %s", r.Topic)
 		}
 	}
-	if len(decisions) != 2 || dlq != 2 {
-		t.Fatalf("decisions %d, dead letters %d", len(decisions), dlq)
+	return ds, dlq
+}
+
+func TestTransform(t *testing.T) {
+	t.Parallel()
+	p, calls := newPipeline(t, fakeScorer{version: "fake-1", score: 0.1}, &fakeWindows{entries: map[string][]windows.Entry{}}, Budgets{})
+	in := []*kgo.Record{
+		featureRecord(t, "s:1", "a", 1_000, "fs-1", 1),
+		featureRecord(t, "s:2", "a", 200_000, "fs-1", 2),
+		featureRecord(t, "s:3", "a", 1_000, "fs-0", 3), // wrong schema
+		{Topic: "features.v1", Value: []byte("junk")},
+		featureRecord(t, "s:4", "blocked", 1_000, "fs-1", 4),
 	}
-	if decisions[0].GetAction() != fraudv1.Action_ACTION_APPROVE || decisions[1].GetAction() != fraudv1.Action_ACTION_REVIEW {
-		t.Fatalf("actions %v %v", decisions[0].GetAction(), decisions[1].GetAction())
+	out, err := p.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if decisions[0].GetModelVersion() != "fake-1" {
-		t.Fatalf("model version %q", decisions[0].GetModelVersion())
+	ds, dlq := decisions(t, out)
+	if len(ds) != 3 || dlq != 2 {
+		t.Fatalf("decisions %d, dead letters %d", len(ds), dlq)
+	}
+	want := []fraudv1.Action{fraudv1.Action_ACTION_APPROVE, fraudv1.Action_ACTION_REVIEW, fraudv1.Action_ACTION_DECLINE}
+	for i, d := range ds {
+		if d.GetAction() != want[i] {
+			t.Errorf("decision %d: %v, want %v", i, d.GetAction(), want[i])
+		}
+		if d.GetModelVersion() != "fake-1" {
+			t.Errorf("model version %q", d.GetModelVersion())
+		}
+		if r, ok := decide.Reason(d, decide.ReasonShadowScore); !ok || r.GetWeight() != 0.42 || r.GetDescription() != "shadow-1" {
+			t.Errorf("shadow not recorded: %v", r)
+		}
+	}
+	if _, ok := decide.Reason(ds[2], "LIST_BLOCK_ACCOUNT"); !ok {
+		t.Error("block hit not a reason")
+	}
+	if calls.Load() != 1 {
+		t.Errorf("models read %d times in one batch, want once (a reload must not land mid-batch)", calls.Load())
+	}
+	if p.Stats.Degraded.Load() != 0 {
+		t.Error("healthy batch counted as degraded")
 	}
 }
 
-func TestTransformScorerFailureAborts(t *testing.T) {
+func TestWindowsFoldWithinABatchAndAcrossBatches(t *testing.T) {
 	t.Parallel()
-	p := New(fakeScorer{err: errors.New("model stalled")}, decide.DefaultPolicy(), "decisions.v1", time.Now)
-	if _, err := p.Transform(context.Background(), []*kgo.Record{featureRecord(t, "s:1", 1, "fs-1")}); err == nil {
-		t.Fatal("want error")
+	w := &fakeWindows{entries: map[string][]windows.Entry{}}
+	p, _ := newPipeline(t, fakeScorer{version: "fake-1", score: 0.1}, w, Budgets{})
+	out, err := p.Transform(context.Background(), []*kgo.Record{
+		featureRecord(t, "s:1", "a", 600_000, "fs-1", 1), // decline
+		featureRecord(t, "s:2", "a", 1_000, "fs-1", 2),   // sees 1 decline in 1h → review
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	ds, _ := decisions(t, out)
+	if ds[1].GetAction() != fraudv1.Action_ACTION_REVIEW {
+		t.Fatalf("in-batch window not applied: %v", ds[1].GetAction())
+	}
+	if len(w.entries["a"]) != 2 {
+		t.Fatalf("recorded %d entries", len(w.entries["a"]))
+	}
+	out, _ = p.Transform(context.Background(), []*kgo.Record{featureRecord(t, "s:3", "a", 1_000, "fs-1", 3)})
+	ds, _ = decisions(t, out)
+	wnd, ok, _ := decide.WindowOf(ds[0])
+	if !ok || wnd.Declines1h != 1 || wnd.Reviews1h != 1 || wnd.MaxScore24h != 0.1 {
+		t.Fatalf("next batch window %+v", wnd)
+	}
+}
+
+func TestStallsDegradeInsteadOfBlocking(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		scorer fakeScorer
+		win    *fakeWindows
+		cause  string
+	}{
+		{"model stalls", fakeScorer{version: "slow", score: 0.99, delay: 300 * time.Millisecond}, &fakeWindows{entries: map[string][]windows.Entry{}}, "model unavailable"},
+		{"model fails", fakeScorer{version: "broken", err: errors.New("boom")}, &fakeWindows{entries: map[string][]windows.Entry{}}, "model unavailable"},
+		{"redis stalls", fakeScorer{version: "fast", score: 0.1}, &fakeWindows{entries: map[string][]windows.Entry{}, delay: 300 * time.Millisecond}, "decision windows unavailable"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, _ := newPipeline(t, tc.scorer, tc.win, Budgets{Model: 30 * time.Millisecond, Windows: 30 * time.Millisecond})
+			start := time.Now()
+			out, err := p.Transform(context.Background(), []*kgo.Record{
+				featureRecord(t, "s:1", "a", 600_000, "fs-1", 1),
+				featureRecord(t, "s:2", "b", 1_000, "fs-1", 2),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if el := time.Since(start); el > 250*time.Millisecond {
+				t.Logf("note: transform took %s", el)
+			}
+			ds, _ := decisions(t, out)
+			if len(ds) != 2 || p.Stats.Degraded.Load() != 2 {
+				t.Fatalf("decisions %d degraded %d", len(ds), p.Stats.Degraded.Load())
+			}
+			if ds[0].GetAction() != fraudv1.Action_ACTION_DECLINE {
+				t.Errorf("rules did not act while degraded: %v", ds[0].GetAction())
+			}
+			r, ok := decide.Reason(ds[1], decide.ReasonDegraded)
+			if !ok || !strings.Contains(r.GetDescription(), tc.cause) {
+				t.Errorf("degraded reason %v, want %q", r, tc.cause)
+			}
+		})
+	}
+}
+
+func TestStuckModelIsNotCalledAgain(t *testing.T) {
+	t.Parallel()
+	calls := &atomic.Int64{}
+	slow := &countingScorer{fakeScorer: fakeScorer{version: "stuck", score: 0.5, delay: 400 * time.Millisecond}, calls: calls}
+	p, _ := newPipeline(t, slow, nil, Budgets{Model: 20 * time.Millisecond})
+	for i := range 3 {
+		if _, err := p.Transform(context.Background(), []*kgo.Record{featureRecord(t, "s:1", "a", 1_000, "fs-1", int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls.Load() != 1 || p.Stats.Degraded.Load() != 3 {
+		t.Fatalf("stuck model called %d times, %d degraded; want 1 call, 3 degraded", calls.Load(), p.Stats.Degraded.Load())
+	}
+}
+
+type countingScorer struct {
+	fakeScorer
+	calls *atomic.Int64
+}
+
+func (c *countingScorer) Score(v [][]float64) ([]float64, error) {
+	c.calls.Add(1)
+	return c.fakeScorer.Score(v)
 }

@@ -11,16 +11,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
 )
 
 const insertDecision = `INSERT INTO decisions (
 	decision_id, transaction_id, account_id, action, score, reasons, model_version, rule_set_version,
 	feature_schema_version, review_threshold, decline_threshold, amount_minor, currency, features,
-	received_at, decided_at, kafka_partition, kafka_offset)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+	received_at, decided_at, kafka_partition, kafka_offset, input_hash, input, degraded, shadow_model_version, shadow_score)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 ON CONFLICT DO NOTHING`
 
 // Decisions is the sink handler.
@@ -70,11 +72,31 @@ func (d *Decisions) Apply(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) er
 		if err != nil {
 			return fmt.Errorf("encode features of %s: %w", dec.GetDecisionId(), err)
 		}
+		input, err := proto.MarshalOptions{Deterministic: true}.Marshal(dec.GetInput())
+		if err != nil {
+			return fmt.Errorf("encode input of %s: %w", dec.GetDecisionId(), err)
+		}
+		var hash string
+		var degraded bool
+		var shadowVersion *string
+		var shadowScore *float64
+		for _, rs := range dec.GetReasons() {
+			switch rs.GetCode() {
+			case decide.ReasonInputHash:
+				hash = rs.GetDescription()
+			case decide.ReasonDegraded:
+				degraded = true
+			case decide.ReasonShadowScore:
+				v, sc := rs.GetDescription(), rs.GetWeight()
+				shadowVersion, shadowScore = &v, &sc
+			}
+		}
 		batch.Queue(insertDecision,
 			dec.GetDecisionId(), dec.GetTransactionId(), dec.GetAccountId(), ActionName(dec.GetAction()), dec.GetScore(),
 			rj, dec.GetModelVersion(), dec.GetRuleSetVersion(), dec.GetFeatureSchemaVersion(),
 			dec.GetReviewThreshold(), dec.GetDeclineThreshold(), dec.GetAmountMinor(), dec.GetCurrency(), fj,
-			dec.GetReceivedTime().AsTime(), dec.GetDecidedTime().AsTime(), r.Partition, r.Offset)
+			dec.GetReceivedTime().AsTime(), dec.GetDecidedTime().AsTime(), r.Partition, r.Offset,
+			hash, input, degraded, shadowVersion, shadowScore)
 	}
 	if batch.Len() == 0 {
 		return nil
