@@ -80,7 +80,9 @@ down: ## stop the demo services and the infrastructure
 
 ## ---------------------------------------------------------------- test
 
-.PHONY: test test-unit test-integration fuzz bench bench-ingest bench-feature-window
+.PHONY: test test-unit test-integration fuzz bench bench-ingest bench-feature-window bench-scoring bench-alerting models-eval
+# Integration tests write screenshots and other artifacts here.
+export VIGIL_TEST_ARTIFACTS ?= $(CURDIR)/.artifacts
 test: ## everything: proto freshness, lint, unit, integration and end-to-end on the real infrastructure, short fuzzing
 	@$(MAKE) --no-print-directory proto-check lint
 	@$(MAKE) --no-print-directory infra-up
@@ -108,3 +110,20 @@ bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go pr
 
 bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency
 	@$(WITH_INFRA) go run ./loadtest/fwbench
+
+bench-scoring: infra-up ## scoring vs raw EOS relay, decision sink vs row-by-row, model µs/tx
+	@$(WITH_INFRA) go run ./loadtest/scoringbench -n 5000 -timeout 60s
+	@go test -run '^$$' -bench . -benchmem -benchtime 2000x -count 1 ./services/scoring/internal/modelset/ ./services/scoring/internal/decide/
+
+bench-alerting: infra-up ## alerts/s from decisions.v1 and queue p99 at 1M alerts, with raw baselines (each ≤ 60 s)
+	@$(WITH_INFRA) go test -run '^$$' -bench 'AlertsFromKafka|QueueP99' -benchtime 1x ./services/alerting/internal/store/
+
+HANDBOOK_DATA ?= $(VAR)/handbook/data.csv
+models-eval: ## Handbook protocol on simulated data: train and evaluate lr and ffnn on 4 rolling folds
+	@mkdir -p $(BIN) $(dir $(HANDBOOK_DATA))
+	@go build -o $(BIN)/vigil-model ./models/cmd/vigil-model
+	@test -f $(HANDBOOK_DATA) || $(BIN)/vigil-model simulate --out $(HANDBOOK_DATA)
+	@for k in lr ffnn; do \
+		$(BIN)/vigil-model train --data $(HANDBOOK_DATA) --train-start 2018-07-25 --kind $$k --out $(VAR)/handbook/$$k.json && \
+		$(BIN)/vigil-model evaluate --data $(HANDBOOK_DATA) --artifact $(VAR)/handbook/$$k.json --test-start 2018-08-29 --folds 4 \
+			--out $(VAR)/handbook/$$k-eval.json || exit 1; done

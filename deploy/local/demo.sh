@@ -53,6 +53,7 @@ secrets() {
 VIGIL_DEMO_API_KEY=sk_demo_$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
 VIGIL_INGEST_CARD_HMAC_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 VIGIL_ALERTING_API_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+VIGIL_DEMO_ADMIN_PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 EOF
   fi
   set -a
@@ -92,8 +93,16 @@ main() {
   secrets
   log "building services"
   make -s -C "$ROOT" build BIN="$BIN" >/dev/null
+  # Older demo.env files predate the admin password.
+  if [[ -z "${VIGIL_DEMO_ADMIN_PASSWORD:-}" ]]; then
+    echo "VIGIL_DEMO_ADMIN_PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" >>"$VAR/demo.env"
+    secrets
+  fi
   "$BIN/vigilctl" topics
   "$BIN/vigilctl" migrate
+  # The first analyst: an admin whose password stays in var/demo.env.
+  "$BIN/alerting" user create --email admin@vigil.local --role admin <<<"$VIGIL_DEMO_ADMIN_PASSWORD" 2>&1 \
+    | grep -v 'exists' || true
 
   mkdir -p "$RUN" "$LOGS"
   export VIGIL_INGEST_ADDR="$INGEST_ADDR" VIGIL_FEATURE_WINDOW_ADDR="$FEATURE_WINDOW_ADDR"
@@ -120,7 +129,9 @@ main() {
   Vigil is running.
     ingest API      http://$INGEST_ADDR/v1/transactions   (Authorization: Bearer $VIGIL_DEMO_API_KEY)
     ingest OpenAPI  http://$INGEST_ADDR/openapi.json
-    analyst API     http://$ALERTING_ADDR/v1/alerts       (Authorization: Bearer <VIGIL_ALERTING_API_TOKEN in var/demo.env>)
+    analyst UI      http://$ALERTING_ADDR/login           (admin@vigil.local, VIGIL_DEMO_ADMIN_PASSWORD in $VAR/demo.env)
+    analyst API     http://$ALERTING_ADDR/v1/alerts       (Authorization: Bearer <VIGIL_ALERTING_API_TOKEN in $VAR/demo.env>)
+    metrics         http://<service>/metrics on every service (Prometheus format)
     health          http://<service>/livez and /readyz on ports 8080-8083
     Postgres        $VIGIL_POSTGRES_URL
     logs            $LOGS/<service>.log

@@ -14,6 +14,8 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v curl >/dev/null || missing+=(curl)
 command -v make >/dev/null || missing+=(make)
+# The analyst UI is tested in a real headless browser.
+command -v chromium >/dev/null || missing+=(chromium)
 
 if ((${#missing[@]} == 0)); then
   exit 0

@@ -15,10 +15,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-fraud/vigil/libs/config"
 	"github.com/vigil-fraud/vigil/libs/httpserver"
+	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
 	"github.com/vigil-fraud/vigil/libs/sink"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
@@ -73,11 +75,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	}
 	defer pool.Close()
 
+	shutdownTracing, err := telemetry.SetupTracing(ctx, "alerting")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	reg := telemetry.NewRegistry("alerting", telemetry.Version())
+	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+	if err != nil {
+		return fmt.Errorf("kafka admin client: %w", err)
+	}
+	defer admin.Close()
+	reg.MustRegister(kafka.NewLagCollector(admin, cfg.SinkName))
+
 	st := store.New(pool, log)
 	alertSink, err := sink.New(sink.Config{
 		Brokers: cfg.Kafka.Brokers,
 		Name:    cfg.SinkName,
 		Topics:  []string{cfg.Kafka.Topics.Decisions},
+		Metrics: reg,
 	}, pool, st.Apply, log)
 	if err != nil {
 		return err
@@ -100,7 +116,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		DailyAlertBudget: cfg.DailyAlertBudget,
 		LoginLimiter:     auth.NewLimiter(cfg.LoginAttempts, time.Minute, time.Now),
 	}, log)
-	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, api.Routes(health), log)
+	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, httpserver.WithMetrics(reg, "alerting", api.Routes(health)), log)
 	if err != nil {
 		return err
 	}

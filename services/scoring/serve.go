@@ -85,6 +85,13 @@ func run(ctx context.Context) error {
 		"model", primary.Version(), "shadow", shadowVersion(models.Current()), "feature_schema", primary.FeatureSchema(),
 		"rule_set", live.rules.Load().Version(), "list_entries", live.lists.Load().Len(), "windows", cfg.WindowsEnabled, "sink", cfg.SinkEnabled)
 
+	shutdownTracing, err := telemetry.SetupTracing(ctx, "scoring")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	reg := telemetry.NewRegistry("scoring", telemetry.Version())
+
 	pipe := pipeline.New(pipeline.Deps{
 		Models:  models.Current,
 		Rules:   live.rules.Load,
@@ -98,6 +105,7 @@ func run(ctx context.Context) error {
 		InputTopics:     []string{cfg.Kafka.Topics.Features},
 		MaxPollRecords:  cfg.MaxPollRecords,
 		ExtraOpts:       groupOpts(cfg, ""),
+		Metrics:         reg,
 	}, pipe.Transform, log)
 	if err != nil {
 		return err
@@ -109,7 +117,7 @@ func run(ctx context.Context) error {
 	r := chi.NewRouter()
 	r.Get("/livez", health.Live())
 	r.Get("/readyz", health.Ready())
-	reg := metrics(pipe, loop, models)
+	registerMetrics(reg, pipe, loop, models)
 	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
 	if err != nil {
 		return fmt.Errorf("kafka admin client: %w", err)
@@ -136,6 +144,7 @@ func run(ctx context.Context) error {
 			Name:      cfg.SinkName,
 			Topics:    []string{cfg.Kafka.Topics.Decisions},
 			ExtraOpts: groupOpts(cfg, "-sink"),
+			Metrics:   reg,
 		}, pool, store.NewDecisions(log).Apply, log)
 		if err != nil {
 			return err
@@ -155,9 +164,8 @@ func run(ctx context.Context) error {
 	return err
 }
 
-// metrics exposes the loop's and the pipeline's counters, read from their atomics at scrape time.
-func metrics(pipe *pipeline.Pipeline, loop *kafka.EOS, models *modelset.Holder) *prometheus.Registry {
-	reg := telemetry.NewRegistry("scoring", telemetry.Version())
+// registerMetrics exposes the pipeline's counters, read from their atomics at scrape time.
+func registerMetrics(reg *prometheus.Registry, pipe *pipeline.Pipeline, loop *kafka.EOS, models *modelset.Holder) {
 	counter := func(name, help string, v func() int64) prometheus.CounterFunc {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
@@ -170,7 +178,6 @@ func metrics(pipe *pipeline.Pipeline, loop *kafka.EOS, models *modelset.Holder) 
 		counter("vigil_scoring_transactions_committed_total", "Kafka transactions committed.", loop.Stats.Committed.Load),
 		counter("vigil_scoring_transactions_aborted_total", "Kafka transactions aborted.", loop.Stats.Aborted.Load),
 	)
-	return reg
 }
 
 func groupOpts(cfg Config, suffix string) []kgo.Opt {
