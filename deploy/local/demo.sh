@@ -18,7 +18,7 @@ FEATURE_WINDOW_ADDR="${VIGIL_FEATURE_WINDOW_ADDR:-127.0.0.1:8081}"
 SCORING_ADDR="${VIGIL_SCORING_ADDR:-127.0.0.1:8082}"
 ALERTING_ADDR="${VIGIL_ALERTING_ADDR:-127.0.0.1:8083}"
 
-log() { printf '%s demo: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log() { printf '%s demo: %s\n' "$(date +%H:%M:%S)" "$*" >&2 || true; }
 die() { log "ERROR: $*"; exit 1; }
 
 stop_services() {
@@ -75,8 +75,15 @@ wait_ready() {
 }
 
 shutdown() {
+  # Best effort from here on: a closed stdout (Ctrl-C also kills a `| tee`) must not abort the
+  # clean-up half way.
+  set +e
   trap - INT TERM
-  echo
+  trap '' PIPE
+  if ! { echo >&2; } 2>/dev/null; then
+    # Nobody reads stderr any more: keep the shutdown's messages in the demo log instead.
+    exec >>"$LOGS/demo.log" 2>&1
+  fi
   stop_services
   "$INFRA" down
   exit 0
@@ -112,6 +119,9 @@ main() {
   # Services get their own session: Ctrl-C reaches only this script, which stops them in
   # reverse order of the data flow and then the infrastructure.
   trap 'shutdown' INT TERM
+  # If whoever reads our output goes away (`make demo | tee`, a closed terminal), keep running
+  # until a signal arrives rather than dying half-way without stopping anything.
+  trap '' PIPE
   for s in "${SERVICES[@]}"; do
     setsid "$BIN/$s" >>"$LOGS/$s.log" 2>&1 </dev/null &
     echo $! >"$RUN/$s.pid"
@@ -132,7 +142,7 @@ main() {
     analyst UI      http://$ALERTING_ADDR/login           (admin@vigil.local, VIGIL_DEMO_ADMIN_PASSWORD in $VAR/demo.env)
     analyst API     http://$ALERTING_ADDR/v1/alerts       (Authorization: Bearer <VIGIL_ALERTING_API_TOKEN in $VAR/demo.env>)
     metrics         http://<service>/metrics on every service (Prometheus format)
-    health          http://<service>/livez and /readyz on ports 8080-8083
+    health          http://<service>/livez and /readyz on each service address
     Postgres        $VIGIL_POSTGRES_URL
     logs            $LOGS/<service>.log
 

@@ -33,7 +33,7 @@ if [[ "$(id -u)" == 0 ]] && id postgres >/dev/null 2>&1; then
   fi
 fi
 
-log() { printf '%s infra: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log() { printf '%s infra: %s\n' "$(date +%H:%M:%S)" "$*" >&2 || true; }
 die() { log "ERROR: $*"; exit 1; }
 
 # port_open PORT -> 0 when something accepts connections on 127.0.0.1:PORT.
