@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,13 +102,31 @@ func TestIntegrationBrowser(t *testing.T) {
 	if _, err := auth.NewAccounts(pool, bcrypt.MinCost, time.Hour).CreateUser(ctx, email, password, auth.RoleAnalyst); err != nil {
 		t.Fatal(err)
 	}
+	const adminEmail = "adm@example.com"
+	if _, err := auth.NewAccounts(pool, bcrypt.MinCost, time.Hour).CreateUser(ctx, adminEmail, password, auth.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	// What the scoring service's first start does: seed its rules file.
+	if _, err := pool.Exec(ctx, `INSERT INTO scoring_rules (rule_id, version, expression, action, reason_code) VALUES ('seed', 1, 'score > 0.99', 'decline', 'SEED')`); err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in for the scoring service's /metrics, so the overview's services panel has data.
+	fixture, err := os.ReadFile("internal/metrics/testdata/scoring.prom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = w.Write(fixture)
+	}))
+	defer metricsSrv.Close()
 
 	env := map[string]string{
 		"VIGIL_ALERTING_ADDR": "127.0.0.1:0", "VIGIL_ALERTING_GROUP": testinfra.UniqueName("alerting-ui-"),
 		"VIGIL_ALERTING_API_TOKEN": "browser-test-token-123", "VIGIL_ALERTING_BCRYPT_COST": "4",
 		"VIGIL_ALERTING_LABEL_TXN_ID": testinfra.UniqueName("labels-ui-txn-"),
 		"VIGIL_KAFKA_BROKERS":         strings.Join(brokers, ","), "VIGIL_TOPIC_DECISIONS": decisions, "VIGIL_TOPIC_LABELS": labels,
-		"VIGIL_POSTGRES_URL": dbURL,
+		"VIGIL_POSTGRES_URL": dbURL, "VIGIL_ALERTING_METRICS_SOURCES": "scoring=" + metricsSrv.URL + "/metrics",
 	}
 	cfg, err := loadConfig(config.FromMap(env))
 	if err != nil {
@@ -257,6 +277,90 @@ func TestIntegrationBrowser(t *testing.T) {
 	}
 	if got["tx-ui-d1"] != fraudv1.LabelValue_LABEL_VALUE_FRAUD || got["tx-ui-d2"] != fraudv1.LabelValue_LABEL_VALUE_FRAUD {
 		t.Fatalf("labels.v1: %v", got)
+	}
+
+	// The overview reads lag and p99 from the services' /metrics.
+	if err := chromedp.Do(step(),
+		chromedp.Navigate(base+"/ui/overview"),
+		chromedp.WaitVisible(chromedp.CSS("table.services")),
+		shot("06-overview"),
+	); err != nil {
+		t.Fatalf("overview: %v", err)
+	}
+	if services, err := chromedp.Run(step(), chromedp.Text(chromedp.CSS("table.services"))); err != nil ||
+		!strings.Contains(services, "vigil-scoring: 150") || !strings.Contains(services, "75.0 ms") {
+		t.Fatalf("overview services panel %q (%v)", services, err)
+	}
+	// An analyst has no admin pages.
+	if err := chromedp.Do(step(), chromedp.Navigate(base+"/ui/admin/lists"), chromedp.WaitReady(chromedp.CSS("body"))); err != nil {
+		t.Fatal(err)
+	}
+	if body, err := chromedp.Run(step(), chromedp.Text(chromedp.CSS("body"))); err != nil || !strings.Contains(body, "your role may not do this") {
+		t.Fatalf("analyst on the lists page sees %q (%v)", body, err)
+	}
+
+	// As admin: the rules page (add a rule), the lists page (add a card-token entry; a card
+	// number is refused), each checked in Postgres.
+	if err := chromedp.Do(step(),
+		chromedp.Navigate(base+"/ui/queue"),
+		chromedp.WaitVisible(chromedp.CSS("nav form button")),
+		chromedp.Click(chromedp.CSS("nav form button")),
+		chromedp.WaitVisible(chromedp.ID("email")),
+		chromedp.SendKeys(chromedp.ID("email"), adminEmail),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.CSS("a.case-link")),
+		chromedp.Navigate(base+"/ui/admin/rules"),
+		chromedp.WaitVisible(chromedp.ID("rule-form")),
+		chromedp.SendKeys(chromedp.ID("rule-id"), "ui_big_amount"),
+		chromedp.SendKeys(chromedp.ID("rule-expression"), "tx.amount_minor > params.review_amount_minor && account.declines_1h >= 1"),
+		chromedp.SendKeys(chromedp.ID("rule-reason"), "UI_AMOUNT_HIGH"),
+		chromedp.Click(chromedp.ID("rule-submit")),
+		chromedp.WaitVisible(chromedp.CSS("tr.rule-row")),
+		shot("07-rules"),
+	); err != nil {
+		t.Fatalf("rules page: %v", err)
+	}
+	var ruleVersion int
+	var ruleEnabled bool
+	if err := pool.QueryRow(ctx, `SELECT version, enabled FROM scoring_rules WHERE rule_id = 'ui_big_amount'`).Scan(&ruleVersion, &ruleEnabled); err != nil ||
+		ruleVersion != 1 || !ruleEnabled {
+		t.Fatalf("postgres: rule v%d enabled %v (%v)", ruleVersion, ruleEnabled, err)
+	}
+	if err := chromedp.Do(step(),
+		chromedp.Navigate(base+"/ui/admin/lists"),
+		chromedp.WaitVisible(chromedp.ID("entry-form")),
+		chromedp.SendKeys(chromedp.ID("entry-value"), "4111 1111 1111 1111"),
+		chromedp.Click(chromedp.ID("entry-submit")),
+		chromedp.WaitVisible(chromedp.CSS("p.flash")),
+	); err != nil {
+		t.Fatalf("lists page: %v", err)
+	}
+	if flash, err := chromedp.Run(step(), chromedp.Text(chromedp.CSS("p.flash"))); err != nil || !strings.Contains(flash, "looks like a card number") {
+		t.Fatalf("PAN refusal shows %q (%v)", flash, err)
+	}
+	if err := chromedp.Do(step(),
+		// The refused value is not echoed back: the field is empty again.
+		chromedp.SendKeys(chromedp.ID("entry-value"), "tok_browser_1"),
+		chromedp.SendKeys(chromedp.ID("entry-reason"), "chargeback ring"),
+		chromedp.SendKeys(chromedp.ID("entry-expires"), "72h"),
+		chromedp.Click(chromedp.ID("entry-submit")),
+		chromedp.WaitVisible(chromedp.CSS("tr.entry-row")),
+		shot("08-lists"),
+	); err != nil {
+		t.Fatalf("add list entry: %v", err)
+	}
+	var list, reason string
+	var expires time.Time
+	if err := pool.QueryRow(ctx, `SELECT list, reason, expires_at FROM scoring_list_entries WHERE kind = 'card' AND value = 'tok_browser_1'`).Scan(&list, &reason, &expires); err != nil ||
+		list != "block" || reason != "chargeback ring" || time.Until(expires) < 71*time.Hour {
+		t.Fatalf("postgres: entry %s %q expires %s (%v)", list, reason, expires, err)
+	}
+	var entries, audits int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM scoring_list_entries),
+		(SELECT count(*) FROM audit_log WHERE actor = $1 AND entity IN ('scoring_rule', 'scoring_list_entry'))`, adminEmail).Scan(&entries, &audits); err != nil ||
+		entries != 1 || audits != 2 {
+		t.Fatalf("postgres: %d entries (the PAN must not be one), %d audit rows (%v)", entries, audits, err)
 	}
 	t.Logf("screenshots in %s", artifacts)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/metrics"
 )
 
 // Config of the alerting service, from VIGIL_ALERTING_* and the shared variables.
@@ -26,9 +27,11 @@ type Config struct {
 	WebhookAttempts   int
 	WebhookTimeout    time.Duration
 	DailyAlertBudget  int
-	Kafka             kafka.Config
-	Postgres          postgres.Config
-	Log               telemetry.Config
+	// MetricsSources are the /metrics endpoints the overview reads lag and latency from.
+	MetricsSources []metrics.Source
+	Kafka          kafka.Config
+	Postgres       postgres.Config
+	Log            telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
@@ -48,6 +51,10 @@ func loadConfig(e *config.Env) (Config, error) {
 		Kafka:             kafka.LoadConfig(e),
 		Postgres:          postgres.LoadConfig(e),
 		Log:               telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+	}
+	var err error
+	if c.MetricsSources, err = metrics.ParseSources(e.String("VIGIL_ALERTING_METRICS_SOURCES", "")); err != nil {
+		e.Fail("VIGIL_ALERTING_METRICS_SOURCES", "%v", err)
 	}
 	if c.LabelTxnID == "" {
 		// Tied to the consumer group, so side-by-side deployments (e2e next to the demo) never

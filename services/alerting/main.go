@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/telemetry"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/auth"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/httpapi"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/metrics"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/relay"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/store"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/webhook"
@@ -67,7 +68,7 @@ func run(ctx context.Context) error {
 // address once everything is up (tests bind port 0).
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
 	log.Info("starting", "addr", cfg.Addr, "brokers", cfg.Kafka.Brokers, "in", cfg.Kafka.Topics.Decisions, "labels", cfg.Kafka.Topics.Labels,
-		"group", cfg.SinkName, "api_token", config.Mask(cfg.APIToken), "webhook_allow_loopback", cfg.WebhookAllowLocal)
+		"group", cfg.SinkName, "metrics_sources", len(cfg.MetricsSources), "api_token", config.Mask(cfg.APIToken), "webhook_allow_loopback", cfg.WebhookAllowLocal)
 
 	pool, err := postgres.Open(ctx, cfg.Postgres)
 	if err != nil {
@@ -109,12 +110,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	health := httpserver.NewHealth(map[string]httpserver.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
 	})
-	api := httpapi.New(st, auth.NewAccounts(pool, cfg.BcryptCost, cfg.SessionTTL), webhook.NewStore(pool, policy), httpapi.Options{
+	api := httpapi.New(st, auth.NewAccounts(pool, cfg.BcryptCost, cfg.SessionTTL), webhook.NewStore(pool, policy), st, httpapi.Options{
 		ServiceToken:     cfg.APIToken,
 		InsecureCookies:  cfg.InsecureCookies,
 		SessionTTL:       cfg.SessionTTL,
 		DailyAlertBudget: cfg.DailyAlertBudget,
 		LoginLimiter:     auth.NewLimiter(cfg.LoginAttempts, time.Minute, time.Now),
+		Metrics:          metrics.NewScraper(cfg.MetricsSources, 2*time.Second, 5*time.Second),
 	}, log)
 	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, httpserver.WithMetrics(reg, "alerting", api.Routes(health)), log)
 	if err != nil {

@@ -3,6 +3,8 @@
 package cases
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -65,7 +67,43 @@ type Filter struct {
 	Assignee string // an email, "none" for unassigned, "" for any
 	Sort     string
 	Limit    int
-	Offset   int
+	// Offset is the old deep-paging parameter, kept for existing callers; After replaces it.
+	Offset int
+	// After continues the queue after this row of the same sort order (keyset pagination).
+	After *Cursor
+}
+
+// Cursor is the last row of a page in the queue's sort order: every sort ends in case_id, so
+// (score or created_at, case_id) is unique and the next page starts strictly after it.
+type Cursor struct {
+	Sort      string    `json:"o"`
+	Score     float64   `json:"s"`
+	CreatedAt time.Time `json:"t"`
+	CaseID    string    `json:"i"`
+}
+
+// Encode is the opaque cursor string the API hands out.
+func (c Cursor) Encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ParseCursor decodes a cursor made by Encode for sort.
+func ParseCursor(s, sort string) (*Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(s) > 512 {
+		return nil, errors.New("is not a cursor this API returned (next_cursor)")
+	}
+	var c Cursor
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || c.CaseID == "" || c.CreatedAt.IsZero() || c.Score < 0 || c.Score > 1 {
+		return nil, errors.New("is not a cursor this API returned (next_cursor)")
+	}
+	if c.Sort != sort {
+		return nil, fmt.Errorf("was issued for sort %s; repeat the same filters and sort with it", c.Sort)
+	}
+	return &c, nil
 }
 
 // MaxNoteLen bounds analyst notes.
@@ -76,7 +114,7 @@ func ParseFilter(q url.Values) (Filter, error) {
 	f := Filter{Status: "open", MaxScore: 1, Sort: "score_desc", Limit: 50}
 	var bad []FieldError
 	known := map[string]bool{"status": true, "action": true, "min_score": true, "max_score": true, "min_age": true,
-		"max_age": true, "assignee": true, "sort": true, "limit": true, "offset": true}
+		"max_age": true, "assignee": true, "sort": true, "limit": true, "offset": true, "cursor": true}
 	for k := range q {
 		if !known[k] {
 			bad = append(bad, FieldError{k, "unknown filter"})
@@ -153,6 +191,16 @@ func ParseFilter(q url.Values) (Filter, error) {
 	}
 	intIn("limit", 1, 500, &f.Limit)
 	intIn("offset", 0, 100000, &f.Offset)
+	if q.Has("cursor") {
+		switch c, err := ParseCursor(q.Get("cursor"), f.Sort); {
+		case err != nil:
+			bad = append(bad, FieldError{"cursor", err.Error()})
+		case q.Has("offset"):
+			bad = append(bad, FieldError{"cursor", "cannot be combined with offset"})
+		default:
+			f.After = c
+		}
+	}
 	if len(bad) == 0 && f.MinScore > f.MaxScore {
 		bad = append(bad, FieldError{"min_score", "must not exceed max_score"})
 	}
@@ -174,6 +222,32 @@ var reasonWords = map[string]string{
 	"LIST_BLOCK":           "A value of the transaction is on the block list.",
 	"LIST_ALLOW":           "A value of the transaction is on the allow list.",
 	"FEATURE:":             "A feature that pushed the score up:",
+}
+
+// ReasonDegraded marks a decision made without the model (rules and lists only).
+const ReasonDegraded = "DEGRADED"
+
+// metadataReasons are codes older scoring versions appended to carry data the Decision message
+// had no field for. They are not reasons an analyst should read.
+var metadataReasons = map[string]bool{"INPUT_HASH": true, "ACCOUNT_WINDOW": true, "SHADOW_SCORE": true, ReasonDegraded: true}
+
+// ReasonCode is the part of a reason SplitReasons looks at.
+type ReasonCode struct{ Code, Description string }
+
+// SplitReasons drops the metadata pseudo-reasons from codes and reports whether the decision
+// was degraded (stored flag or the old DEGRADED code) and why, when the code said so. It
+// returns the indexes of the reasons to show.
+func SplitReasons(codes []ReasonCode, storedDegraded bool) (keep []int, degraded bool, why string) {
+	degraded = storedDegraded
+	for i, c := range codes {
+		if c.Code == ReasonDegraded {
+			degraded, why = true, c.Description
+		}
+		if !metadataReasons[c.Code] {
+			keep = append(keep, i)
+		}
+	}
+	return keep, degraded, why
 }
 
 // ExplainReason returns a reason in words.

@@ -2,6 +2,7 @@ package cases
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -60,6 +61,60 @@ func TestExplainReason(t *testing.T) {
 		}
 		if got := ExplainReason(code, desc); got != want {
 			t.Errorf("ExplainReason(%s) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+func TestSplitReasons(t *testing.T) {
+	t.Parallel()
+	old := []ReasonCode{{Code: "MODEL_SCORE_ELEVATED"}, {Code: "ACCOUNT_WINDOW", Description: `{"reviews_1h":1}`},
+		{Code: "DEGRADED", Description: "model unavailable: rules and lists only"}, {Code: "SHADOW_SCORE", Description: "lr-2"},
+		{Code: "INPUT_HASH", Description: "abc"}, {Code: "AMOUNT_HIGH"}}
+	tests := []struct {
+		name     string
+		codes    []ReasonCode
+		stored   bool
+		keep     []int
+		degraded bool
+		why      string
+	}{
+		{"old pseudo codes", old, false, []int{0, 5}, true, "model unavailable: rules and lists only"},
+		{"new rows: flag, no codes", []ReasonCode{{Code: "AMOUNT_HIGH"}}, true, []int{0}, true, ""},
+		{"not degraded", []ReasonCode{{Code: "MODEL_SCORE_HIGH"}, {Code: "INPUT_HASH"}}, false, []int{0}, false, ""},
+		{"none", nil, false, nil, false, ""},
+	}
+	for _, tc := range tests {
+		keep, deg, why := SplitReasons(tc.codes, tc.stored)
+		if fmt.Sprint(keep) != fmt.Sprint(tc.keep) || deg != tc.degraded || why != tc.why {
+			t.Errorf("%s: keep %v degraded %v why %q", tc.name, keep, deg, why)
+		}
+	}
+}
+
+func TestCursor(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 25, 14, 0, 0, 123456000, time.UTC)
+	c := Cursor{Sort: "score_desc", Score: 0.7300000000000001, CreatedAt: at, CaseID: "cas_1"}
+	f, err := ParseFilter(url.Values{"cursor": {c.Encode()}})
+	if err != nil || f.After == nil || *f.After != c {
+		t.Fatalf("round trip: %+v %v", f.After, err)
+	}
+	tests := []struct {
+		name string
+		q    url.Values
+		want string
+	}{
+		{"garbage", url.Values{"cursor": {"!!!"}}, "cursor"},
+		{"not json", url.Values{"cursor": {"bm90IGpzb24"}}, "cursor"},
+		{"other sort", url.Values{"cursor": {c.Encode()}, "sort": {"age_desc"}}, "cursor"},
+		{"with offset", url.Values{"cursor": {c.Encode()}, "offset": {"50"}}, "cursor"},
+		{"score out of range", url.Values{"cursor": {Cursor{Sort: "score_desc", Score: 7, CreatedAt: at, CaseID: "x"}.Encode()}}, "cursor"},
+	}
+	for _, tc := range tests {
+		_, err := ParseFilter(tc.q)
+		var inv *InvalidError
+		if !errors.As(err, &inv) || inv.Fields[0].Field != tc.want {
+			t.Errorf("%s: %v, want a %s error", tc.name, err, tc.want)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/auth"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/cases"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/metrics"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/store"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/webhook"
 )
@@ -64,6 +65,9 @@ type Options struct {
 	// DailyAlertBudget is how many alerts a day the analyst team can work; the overview shows
 	// today's alerts against it.
 	DailyAlertBudget int
+	// Metrics reads the services' /metrics for lag and latency; nil or no sources shows the
+	// panel as not configured.
+	Metrics *metrics.Scraper
 }
 
 // API holds the handlers' dependencies.
@@ -71,6 +75,7 @@ type API struct {
 	cases     Cases
 	accounts  Accounts
 	webhooks  Webhooks
+	scoring   Scoring
 	opts      Options
 	tokenHash [32]byte
 	log       *slog.Logger
@@ -78,14 +83,14 @@ type API struct {
 }
 
 // New returns the API.
-func New(c Cases, a Accounts, w Webhooks, opts Options, log *slog.Logger) *API {
+func New(c Cases, a Accounts, w Webhooks, s Scoring, opts Options, log *slog.Logger) *API {
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = 12 * time.Hour
 	}
 	if opts.LoginLimiter == nil {
 		opts.LoginLimiter = auth.NewLimiter(10, time.Minute, time.Now)
 	}
-	return &API{cases: c, accounts: a, webhooks: w, opts: opts, tokenHash: sha256.Sum256([]byte(opts.ServiceToken)), log: log, ui: newUI()}
+	return &API{cases: c, accounts: a, webhooks: w, scoring: s, opts: opts, tokenHash: sha256.Sum256([]byte(opts.ServiceToken)), log: log, ui: newUI()}
 }
 
 const sessionCookie = "vigil_session"
@@ -129,6 +134,14 @@ func (a *API) Routes(h *httpserver.Health) http.Handler {
 		r.Get("/v1/webhooks", a.require(auth.RoleAdmin, a.listWebhooks()))
 		r.Post("/v1/webhooks", a.require(auth.RoleAdmin, a.createWebhook()))
 		r.Get("/v1/webhooks/attempts", a.require(auth.RoleAdmin, a.listAttempts()))
+		r.Get("/v1/admin/rules", a.require(auth.RoleAdmin, a.listRules()))
+		r.Post("/v1/admin/rules", a.require(auth.RoleAdmin, a.saveRule()))
+		r.Post("/v1/admin/rules/{id}/enable", a.require(auth.RoleAdmin, a.toggleRule(true)))
+		r.Post("/v1/admin/rules/{id}/disable", a.require(auth.RoleAdmin, a.toggleRule(false)))
+		r.Get("/v1/admin/lists", a.require(auth.RoleAdmin, a.listEntries()))
+		r.Post("/v1/admin/lists", a.require(auth.RoleAdmin, a.putEntry()))
+		r.Post("/v1/admin/lists/remove", a.require(auth.RoleAdmin, a.endEntry(false)))
+		r.Post("/v1/admin/lists/expire", a.require(auth.RoleAdmin, a.endEntry(true)))
 
 		r.Get("/", a.require(auth.RoleAnalyst, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/ui/queue", http.StatusSeeOther)
@@ -141,6 +154,13 @@ func (a *API) Routes(h *httpserver.Health) http.Handler {
 		r.Get("/ui/admin/webhooks", a.require(auth.RoleAdmin, a.ui.webhooksPage(a)))
 		r.Post("/ui/admin/webhooks", a.require(auth.RoleAdmin, a.ui.createWebhook(a)))
 		r.Get("/ui/admin/users", a.require(auth.RoleAdmin, a.ui.usersPage(a)))
+		r.Get("/ui/admin/rules", a.require(auth.RoleAdmin, a.ui.rulesPage(a)))
+		r.Post("/ui/admin/rules", a.require(auth.RoleAdmin, a.ui.saveRule(a)))
+		r.Post("/ui/admin/rules/{id}/enabled", a.require(auth.RoleAdmin, a.ui.toggleRule(a)))
+		r.Get("/ui/admin/lists", a.require(auth.RoleAdmin, a.ui.listsPage(a)))
+		r.Post("/ui/admin/lists", a.require(auth.RoleAdmin, a.ui.putEntry(a)))
+		r.Post("/ui/admin/lists/remove", a.require(auth.RoleAdmin, a.ui.endEntry(a, false)))
+		r.Post("/ui/admin/lists/expire", a.require(auth.RoleAdmin, a.ui.endEntry(a, true)))
 		r.Post("/ui/admin/users", a.require(auth.RoleAdmin, a.ui.createUser(a)))
 	})
 	return r
@@ -238,7 +258,11 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		httpserver.WriteProblem(w, p)
 	case errors.Is(err, cases.ErrNotFound):
-		httpserver.WriteProblem(w, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such case"})
+		detail := "no such case"
+		if strings.Contains(r.URL.Path, "/admin/") {
+			detail = "no such rule or list entry"
+		}
+		httpserver.WriteProblem(w, httpserver.Problem{Status: http.StatusNotFound, Detail: detail})
 	case errors.Is(err, cases.ErrConflict):
 		httpserver.WriteProblem(w, httpserver.Problem{Status: http.StatusConflict, Detail: err.Error()})
 	case errors.Is(err, cases.ErrForbidden):
@@ -403,7 +427,11 @@ func (a *API) queue() http.HandlerFunc {
 		if list == nil {
 			list = []store.Case{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"cases": list})
+		out := map[string]any{"cases": list}
+		if next := store.NextCursor(f, list); next != "" {
+			out["next_cursor"] = next
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
 }
 
@@ -526,7 +554,10 @@ func (a *API) overview() http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, o)
+		writeJSON(w, http.StatusOK, struct {
+			store.Overview
+			Services metrics.Snapshot `json:"services"`
+		}{o, a.opts.Metrics.Snapshot(r.Context())})
 	}
 }
 

@@ -91,7 +91,7 @@ func (fakeHooks) Attempts(context.Context, int) ([]webhook.Attempt, error) { ret
 
 func newTestServer(t *testing.T, c *fakeCases) http.Handler {
 	t.Helper()
-	api := New(c, fakeAccounts{}, fakeHooks{}, Options{ServiceToken: serviceToken, DailyAlertBudget: 100,
+	api := New(c, fakeAccounts{}, fakeHooks{}, &fakeScoring{}, Options{ServiceToken: serviceToken, DailyAlertBudget: 100,
 		LoginLimiter: auth.NewLimiter(3, time.Minute, time.Now)}, slog.New(slog.DiscardHandler))
 	return api.Routes(httpserver.NewHealth(nil))
 }
@@ -107,7 +107,10 @@ const (
 
 func request(h http.Handler, method, path, body string, as who, csrf bool) *httptest.ResponseRecorder {
 	var r *http.Request
-	if body != "" {
+	if form, ok := strings.CutPrefix(body, "form:"); ok {
+		r = httptest.NewRequest(method, path, strings.NewReader(form))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else if body != "" {
 		r = httptest.NewRequest(method, path, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 	} else {
@@ -160,6 +163,22 @@ func TestAuthz(t *testing.T) {
 		{"GET", "/v1/webhooks/attempts", "", admin},
 		{"GET", "/ui/admin/webhooks", "", admin},
 		{"GET", "/ui/admin/users", "", admin},
+		{"GET", "/v1/admin/rules", "", admin},
+		{"POST", "/v1/admin/rules", `{"rule_id":"big","base_version":1,"expression":"tx.amount_minor > 100","action":"review","reason_code":"BIG"}`, admin},
+		{"POST", "/v1/admin/rules/big/enable", `{"version":1}`, admin},
+		{"POST", "/v1/admin/rules/big/disable", `{"version":1}`, admin},
+		{"GET", "/v1/admin/lists", "", admin},
+		{"POST", "/v1/admin/lists", `{"list":"block","kind":"card","value":"tok_1"}`, admin},
+		{"POST", "/v1/admin/lists/remove", `{"list":"block","kind":"card","value":"tok_1"}`, admin},
+		{"POST", "/v1/admin/lists/expire", `{"list":"block","kind":"card","value":"tok_1"}`, admin},
+		{"GET", "/ui/admin/rules", "", admin},
+		{"GET", "/ui/admin/rules?edit=big", "", admin},
+		{"POST", "/ui/admin/rules", "form:rule_id=big&base_version=1&expression=score+%3E+0.5&action=review&reason_code=BIG&priority=1&enabled=on", admin},
+		{"POST", "/ui/admin/rules/big/enabled", "form:version=1&enabled=false", admin},
+		{"GET", "/ui/admin/lists", "", admin},
+		{"POST", "/ui/admin/lists", "form:list=block&kind=card&value=tok_1&expires_in=24h", admin},
+		{"POST", "/ui/admin/lists/remove", "form:list=block&kind=card&value=tok_1", admin},
+		{"POST", "/ui/admin/lists/expire", "form:list=block&kind=card&value=tok_1", admin},
 	}
 	for _, e := range eps {
 		t.Run(e.method+" "+e.path, func(t *testing.T) {
@@ -199,6 +218,7 @@ func TestBadInput(t *testing.T) {
 		{"bad age", "GET", "/v1/cases?max_age=yesterday", "", 400, "max_age"},
 		{"unknown filter", "GET", "/v1/cases?colour=red", "", 400, "colour"},
 		{"bad sort", "GET", "/v1/cases?sort=random", "", 400, "sort"},
+		{"bad cursor", "GET", "/v1/cases?cursor=bm9wZQ", "", 400, "cursor"},
 		{"unknown case", "GET", "/v1/cases/cas_nope", "", 404, ""},
 		{"unknown case change", "POST", "/v1/cases/cas_nope/claim", `{"version":1}`, 404, ""},
 		{"unknown action", "POST", "/v1/cases/cas_1/explode", `{"version":1}`, 404, ""},

@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/auth"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/cases"
+	"github.com/vigil-fraud/vigil/services/alerting/internal/metrics"
 	"github.com/vigil-fraud/vigil/services/alerting/internal/store"
 )
 
@@ -49,6 +50,9 @@ var funcs = template.FuncMap{
 	},
 	"money": func(minor int64, cur string) string { return fmt.Sprintf("%d.%02d %s", minor/100, abs(minor%100), cur) },
 	"pct":   func(f float64) float64 { return f * 100 },
+	"inc":   func(n int) int { return n + 1 },
+	"secs":  metrics.FormatSeconds,
+	"deref": func(b *bool) bool { return b != nil && *b },
 }
 
 func abs(n int64) int64 {
@@ -60,7 +64,7 @@ func abs(n int64) int64 {
 
 func newUI() *ui {
 	u := &ui{pages: map[string]*template.Template{}, files: map[string][]byte{}}
-	for _, p := range []string{"login", "queue", "case", "overview", "webhooks", "users"} {
+	for _, p := range []string{"login", "queue", "case", "overview", "webhooks", "users", "rules", "lists"} {
 		u.pages[p] = template.Must(template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html"))
 	}
 	entries, _ := fs.ReadDir(staticFS, "static")
@@ -247,7 +251,8 @@ func (u *ui) overviewPage(a *API) http.HandlerFunc {
 		if budget > 0 {
 			used = float64(o.AlertsToday) / float64(budget)
 		}
-		u.render(w, http.StatusOK, "overview", pageFor(r, "Overview", map[string]any{"O": o, "Budget": budget, "BudgetUsed": used}))
+		u.render(w, http.StatusOK, "overview", pageFor(r, "Overview", map[string]any{"O": o, "Budget": budget, "BudgetUsed": used,
+			"Services": a.opts.Metrics.Snapshot(r.Context())}))
 	}
 }
 

@@ -182,6 +182,15 @@ func BenchmarkQueueP99(b *testing.B) {
 		g = f
 		g.Offset = 5000
 		measure("queue open, score desc, offset 5000", q(g))
+		// The same page by keyset: the cursor of row 5000.
+		g.Offset, g.Limit = 4999, 1
+		row, err := s.Queue(ctx, g)
+		if err != nil || len(row) != 1 {
+			b.Fatalf("row 5000: %v", err)
+		}
+		g = f
+		g.After = &cases.Cursor{Sort: f.Sort, Score: row[0].MaxScore, CreatedAt: row[0].CreatedAt, CaseID: row[0].CaseID}
+		measure("queue open, score desc, keyset after row 5000", q(g))
 		g = f
 		g.Status = ""
 		g.MaxAge = time.Hour

@@ -209,6 +209,23 @@ func (s *Store) Queue(ctx context.Context, f cases.Filter) ([]Case, error) {
 	default:
 		where = append(where, "assignee = "+arg(f.Assignee))
 	}
+	if c := f.After; c != nil {
+		// Mixed directions (score DESC, case_id ASC) cannot use a row comparison. The OR alone
+		// is no index bound (measured: as slow as OFFSET); the extra <= gives the index scan its
+		// start, so it begins at the cursor in cases_status_score_idx / cases_status_created_idx.
+		switch f.Sort {
+		case "score_asc":
+			where = append(where, "(max_score, case_id) > ("+arg(c.Score)+"::double precision, "+arg(c.CaseID)+")")
+		case "age_desc":
+			where = append(where, "(created_at, case_id) > ("+arg(c.CreatedAt)+"::timestamptz, "+arg(c.CaseID)+")")
+		case "age_asc":
+			t, id := arg(c.CreatedAt), arg(c.CaseID)
+			where = append(where, "created_at <= "+t+" AND (created_at < "+t+" OR case_id > "+id+")")
+		default:
+			sc, id := arg(c.Score), arg(c.CaseID)
+			where = append(where, "max_score <= "+sc+" AND (max_score < "+sc+" OR case_id > "+id+")")
+		}
+	}
 	order := map[string]string{
 		"score_desc": "max_score DESC, case_id",
 		"score_asc":  "max_score ASC, case_id",
@@ -222,7 +239,10 @@ func (s *Store) Queue(ctx context.Context, f cases.Filter) ([]Case, error) {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY " + order + " LIMIT " + arg(f.Limit) + " OFFSET " + arg(f.Offset)
+	q += " ORDER BY " + order + " LIMIT " + arg(f.Limit)
+	if f.Offset > 0 {
+		q += " OFFSET " + arg(f.Offset)
+	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
@@ -232,6 +252,15 @@ func (s *Store) Queue(ctx context.Context, f cases.Filter) ([]Case, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	return out, nil
+}
+
+// NextCursor is the cursor of the page after page, or "" when page was the last one.
+func NextCursor(f cases.Filter, page []Case) string {
+	if len(page) < f.Limit || len(page) == 0 {
+		return ""
+	}
+	last := page[len(page)-1]
+	return cases.Cursor{Sort: f.Sort, Score: last.MaxScore, CreatedAt: last.CreatedAt, CaseID: last.CaseID}.Encode()
 }
 
 // Reason is a decision reason with its explanation.
@@ -244,21 +273,24 @@ type Reason struct {
 
 // CaseAlert is an alert of a case with its transaction and decision.
 type CaseAlert struct {
-	AlertID          string             `json:"alert_id"`
-	DecisionID       string             `json:"decision_id"`
-	TransactionID    string             `json:"transaction_id"`
-	Action           string             `json:"action"`
-	Score            float64            `json:"score"`
-	CreatedAt        time.Time          `json:"created_at"`
-	AmountMinor      int64              `json:"amount_minor"`
-	Currency         string             `json:"currency"`
-	ReceivedAt       time.Time          `json:"received_at"`
-	ModelVersion     string             `json:"model_version"`
-	RuleSetVersion   string             `json:"rule_set_version"`
-	ReviewThreshold  float64            `json:"review_threshold"`
-	DeclineThreshold float64            `json:"decline_threshold"`
-	Reasons          []Reason           `json:"reasons"`
-	Features         map[string]float64 `json:"features"`
+	AlertID          string    `json:"alert_id"`
+	DecisionID       string    `json:"decision_id"`
+	TransactionID    string    `json:"transaction_id"`
+	Action           string    `json:"action"`
+	Score            float64   `json:"score"`
+	CreatedAt        time.Time `json:"created_at"`
+	AmountMinor      int64     `json:"amount_minor"`
+	Currency         string    `json:"currency"`
+	ReceivedAt       time.Time `json:"received_at"`
+	ModelVersion     string    `json:"model_version"`
+	RuleSetVersion   string    `json:"rule_set_version"`
+	ReviewThreshold  float64   `json:"review_threshold"`
+	DeclineThreshold float64   `json:"decline_threshold"`
+	Reasons          []Reason  `json:"reasons"`
+	// Degraded: decided from rules and lists only, without the model.
+	Degraded    bool               `json:"degraded"`
+	DegradedWhy string             `json:"degraded_reason,omitempty"`
+	Features    map[string]float64 `json:"features"`
 }
 
 // HistoryDecision is one of the account's recent decisions.
@@ -304,7 +336,7 @@ func (s *Store) Case(ctx context.Context, id string) (CaseDetail, error) {
 	rows, err := s.pool.Query(ctx, `SELECT a.alert_id, a.decision_id, a.transaction_id, a.action, a.score, a.created_at,
 		coalesce(d.amount_minor, 0), coalesce(d.currency, ''), coalesce(d.received_at, a.created_at), coalesce(d.model_version, ''),
 		coalesce(d.rule_set_version, ''), coalesce(d.review_threshold, 0), coalesce(d.decline_threshold, 0),
-		coalesce(d.reasons, '[]'), coalesce(d.features, '{}')
+		coalesce(d.reasons, '[]'), coalesce(d.features, '{}'), coalesce(d.degraded, false)
 		FROM alerts a LEFT JOIN decisions d USING (decision_id) WHERE a.case_id = $1 ORDER BY a.created_at, a.alert_id`, id)
 	if err != nil {
 		return d, fmt.Errorf("alerts of case %s: %w", id, err)
@@ -313,14 +345,24 @@ func (s *Store) Case(ctx context.Context, id string) (CaseDetail, error) {
 		var a CaseAlert
 		var reasons, feats []byte
 		if err := r.Scan(&a.AlertID, &a.DecisionID, &a.TransactionID, &a.Action, &a.Score, &a.CreatedAt, &a.AmountMinor, &a.Currency,
-			&a.ReceivedAt, &a.ModelVersion, &a.RuleSetVersion, &a.ReviewThreshold, &a.DeclineThreshold, &reasons, &feats); err != nil {
+			&a.ReceivedAt, &a.ModelVersion, &a.RuleSetVersion, &a.ReviewThreshold, &a.DeclineThreshold, &reasons, &feats, &a.Degraded); err != nil {
 			return a, err
 		}
-		if err := json.Unmarshal(reasons, &a.Reasons); err != nil {
+		var all []Reason
+		if err := json.Unmarshal(reasons, &all); err != nil {
 			return a, fmt.Errorf("reasons of %s: %w", a.DecisionID, err)
 		}
-		for i := range a.Reasons {
-			a.Reasons[i].Words = cases.ExplainReason(a.Reasons[i].Code, a.Reasons[i].Description)
+		codes := make([]cases.ReasonCode, len(all))
+		for i, r := range all {
+			codes[i] = cases.ReasonCode{Code: r.Code, Description: r.Description}
+		}
+		keep, degraded, why := cases.SplitReasons(codes, a.Degraded)
+		a.Degraded, a.DegradedWhy = degraded, why
+		a.Reasons = make([]Reason, 0, len(keep))
+		for _, i := range keep {
+			r := all[i]
+			r.Words = cases.ExplainReason(r.Code, r.Description)
+			a.Reasons = append(a.Reasons, r)
 		}
 		if err := json.Unmarshal(feats, &a.Features); err != nil {
 			return a, fmt.Errorf("features of %s: %w", a.DecisionID, err)
