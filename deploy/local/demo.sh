@@ -115,6 +115,8 @@ main() {
   export VIGIL_INGEST_ADDR="$INGEST_ADDR" VIGIL_FEATURE_WINDOW_ADDR="$FEATURE_WINDOW_ADDR"
   export VIGIL_SCORING_ADDR="$SCORING_ADDR" VIGIL_ALERTING_ADDR="$ALERTING_ADDR"
   export VIGIL_INGEST_API_KEYS="demo:$VIGIL_DEMO_API_KEY"
+  # The analyst overview reads lag and latency from the services' own metrics.
+  export VIGIL_ALERTING_METRICS_SOURCES="ingest=http://$INGEST_ADDR/metrics,feature-window=http://$FEATURE_WINDOW_ADDR/metrics,scoring=http://$SCORING_ADDR/metrics,alerting=http://$ALERTING_ADDR/metrics"
   local s
   # Services get their own session: Ctrl-C reaches only this script, which stops them in
   # reverse order of the data flow and then the infrastructure.
