@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -157,6 +157,9 @@ type Explanation struct {
 	TransactionID, DecisionID, Action, ModelVersion, RuleSetVersion, InputHash string
 	Score                                                                      float64
 	Reasons                                                                    []*fraudv1.Reason
+	Degraded                                                                   bool
+	Shadow                                                                     string
+	ShadowScore                                                                float64
 	Diffs                                                                      []string
 }
 
@@ -167,6 +170,12 @@ func (e Explanation) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "transaction %s → %s (decision %s)\n", e.TransactionID, e.Action, e.DecisionID)
 	fmt.Fprintf(&b, "  score %.17g  model %s  rule set %s\n  input sha256 %s\n", e.Score, e.ModelVersion, e.RuleSetVersion, e.InputHash)
+	if e.Degraded {
+		b.WriteString("  degraded: rules and lists only\n")
+	}
+	if e.Shadow != "" {
+		fmt.Fprintf(&b, "  shadow %s scored %.17g (never acts)\n", e.Shadow, e.ShadowScore)
+	}
 	for _, r := range e.Reasons {
 		fmt.Fprintf(&b, "  reason %-28s %s", r.GetCode(), r.GetDescription())
 		if r.GetWeight() != 0 {
@@ -175,7 +184,7 @@ func (e Explanation) String() string {
 		b.WriteString("\n")
 	}
 	if e.Match() {
-		b.WriteString("recomputed: MATCH bit for bit (action, score, reasons, input hash)\n")
+		b.WriteString("recomputed: MATCH bit for bit (action, score, reasons, input hash, window, list hits, degraded, shadow)\n")
 		return b.String()
 	}
 	b.WriteString("recomputed: MISMATCH\n")
@@ -185,12 +194,6 @@ func (e Explanation) String() string {
 	return b.String()
 }
 
-type storedReason struct {
-	Code        string  `json:"code"`
-	Description string  `json:"description"`
-	Weight      float64 `json:"weight"`
-}
-
 // explainDecision recomputes the decision of txID from its stored inputs with the recorded rule
 // set and the model at cfg.ModelPath (which must be the recorded version).
 func explainDecision(ctx context.Context, pool *pgxpool.Pool, cfg Config, txID string) (Explanation, error) {
@@ -198,16 +201,14 @@ func explainDecision(ctx context.Context, pool *pgxpool.Pool, cfg Config, txID s
 	if err != nil {
 		return Explanation{}, err
 	}
-	var sr []storedReason
-	if err := json.Unmarshal(row.Reasons, &sr); err != nil {
-		return Explanation{}, fmt.Errorf("decision %s: reasons: %w", row.DecisionID, err)
-	}
-	recorded := &fraudv1.Decision{DecisionId: row.DecisionID}
-	for _, r := range sr {
-		recorded.Reasons = append(recorded.Reasons, &fraudv1.Reason{Code: r.Code, Description: r.Description, Weight: r.Weight})
+	// Rows written before migration 0005 carry the metadata as pseudo reasons.
+	recorded, err := decide.LegacyMetadata(row.Recorded)
+	if err != nil {
+		return Explanation{}, err
 	}
 	ex := Explanation{TransactionID: txID, DecisionID: row.DecisionID, Action: row.Action, ModelVersion: row.ModelVersion,
-		RuleSetVersion: row.RuleSetVersion, InputHash: row.InputHash, Score: row.Score, Reasons: recorded.Reasons}
+		RuleSetVersion: row.RuleSetVersion, InputHash: recorded.GetInputHash(), Score: row.Score, Reasons: recorded.GetReasons(),
+		Degraded: recorded.GetDegraded(), Shadow: recorded.GetShadowModelVersion(), ShadowScore: recorded.GetShadowScore()}
 	if len(row.Input) == 0 {
 		return ex, fmt.Errorf("decision %s has no stored input (written before migration 0004)", row.DecisionID)
 	}
@@ -228,15 +229,12 @@ func explainDecision(ctx context.Context, pool *pgxpool.Pool, cfg Config, txID s
 	}
 
 	in := decide.Input{ET: et, Model: decide.ModelResult{Version: row.ModelVersion}}
-	degraded, _ := decide.Reason(recorded, decide.ReasonDegraded)
-	in.Model.OK = degraded == nil || !strings.HasPrefix(degraded.GetDescription(), "model")
-	if in.Window, in.WindowOK, err = decide.WindowOf(recorded); err != nil {
-		return ex, err
-	}
+	in.Model.OK = decide.ModelOK(recorded)
+	in.Window, in.WindowOK = decide.WindowOf(recorded)
 	in.Hits = decide.HitsOf(recorded)
-	if sh, ok := decide.Reason(recorded, decide.ReasonShadowScore); ok {
+	if v := recorded.GetShadowModelVersion(); v != "" {
 		// The shadow never acts; its recorded score is carried over, not recomputed.
-		in.Shadow = &decide.Shadow{Version: sh.GetDescription(), Score: sh.GetWeight()}
+		in.Shadow = &decide.Shadow{Version: v, Score: recorded.GetShadowScore()}
 	}
 	if in.Model.OK {
 		m, err := modelset.Load(cfg.ModelPath, row.FeatureSchemaVersion)
@@ -275,9 +273,28 @@ func compare(row store.StoredDecision, recorded, got *fraudv1.Decision) []string
 	if got.GetDecisionId() != row.DecisionID {
 		diffs = append(diffs, fmt.Sprintf("decision id: stored %s, recomputed %s", row.DecisionID, got.GetDecisionId()))
 	}
-	h, _ := decide.Reason(got, decide.ReasonInputHash)
-	if h.GetDescription() != row.InputHash {
-		diffs = append(diffs, fmt.Sprintf("input hash: stored %s, recomputed %s", row.InputHash, h.GetDescription()))
+	if got.GetInputHash() != recorded.GetInputHash() {
+		diffs = append(diffs, fmt.Sprintf("input hash: stored %s, recomputed %s", recorded.GetInputHash(), got.GetInputHash()))
+	}
+	if got.GetDegraded() != recorded.GetDegraded() || !slices.Equal(got.GetDegradedCauses(), recorded.GetDegradedCauses()) {
+		diffs = append(diffs, fmt.Sprintf("degraded: stored %v %v, recomputed %v %v",
+			recorded.GetDegraded(), recorded.GetDegradedCauses(), got.GetDegraded(), got.GetDegradedCauses()))
+	}
+	if !proto.Equal(got.GetAccountWindow(), recorded.GetAccountWindow()) {
+		diffs = append(diffs, fmt.Sprintf("account window: stored %v, recomputed %v", recorded.GetAccountWindow(), got.GetAccountWindow()))
+	}
+	if got.GetShadowModelVersion() != recorded.GetShadowModelVersion() ||
+		math.Float64bits(got.GetShadowScore()) != math.Float64bits(recorded.GetShadowScore()) {
+		diffs = append(diffs, fmt.Sprintf("shadow: stored %s %v, recomputed %s %v",
+			recorded.GetShadowModelVersion(), recorded.GetShadowScore(), got.GetShadowModelVersion(), got.GetShadowScore()))
+	}
+	if len(got.GetListHits()) != len(recorded.GetListHits()) {
+		diffs = append(diffs, fmt.Sprintf("list hits: stored %d, recomputed %d", len(recorded.GetListHits()), len(got.GetListHits())))
+	}
+	for i := 0; i < min(len(got.GetListHits()), len(recorded.GetListHits())); i++ {
+		if a, b := recorded.GetListHits()[i], got.GetListHits()[i]; !proto.Equal(a, b) {
+			diffs = append(diffs, fmt.Sprintf("list hit %d: stored %v, recomputed %v", i, a, b))
+		}
 	}
 	gr, rr := got.GetReasons(), recorded.GetReasons()
 	if len(gr) != len(rr) {

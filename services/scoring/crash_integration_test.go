@@ -229,7 +229,10 @@ func TestIntegrationCrashExactlyOnce(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"vigil_scoring_decisions_total", "vigil_scoring_degraded_total", "vigil_scoring_transactions_committed_total"} {
+	for _, m := range []string{"vigil_scoring_decisions_total", "vigil_scoring_degraded_total", "vigil_scoring_transactions_committed_total",
+		// The observability contract's series that exist whether or not this process decided anything.
+		`vigil_model_info{feature_schema="` + features.SchemaVersion + `",version="lr-crash-1"} 1`, `vigil_rules_info{version="rs-`,
+		`vigil_postgres_call_duration_seconds_count{op="rules_active"}`, `vigil_postgres_call_duration_seconds_count{op="lists_unexpired"}`} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

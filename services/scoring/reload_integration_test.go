@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/vigil-fraud/vigil/libs/config"
 	"github.com/vigil-fraud/vigil/libs/testinfra"
 	"github.com/vigil-fraud/vigil/models/features"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/metrics"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/modelset"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/store"
 )
@@ -41,7 +46,8 @@ func TestIntegrationSIGHUPReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := &liveSources{rulesStore: store.NewRules(pool), listStore: store.NewLists(pool), cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	met := metrics.New()
+	live := &liveSources{rulesStore: store.NewRules(pool), listStore: store.NewLists(pool), cfg: cfg, log: slog.New(slog.DiscardHandler), metrics: met}
 	if err := live.loadRules(ctx, true); err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +55,22 @@ func TestIntegrationSIGHUPReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstRules := live.rules.Load().Version()
+	met.ModelLoaded(models.Current().Primary.Version(), features.SchemaVersion) // as run does at start
+	infoIs := func(model, ruleSet string) func() bool {
+		want := fmt.Sprintf(`# HELP vigil_model_info 1 for the primary model in use; labels name its version and feature schema.
+# TYPE vigil_model_info gauge
+vigil_model_info{feature_schema=%q,version=%q} 1
+# HELP vigil_rules_info 1 for the active rule set; the label names its version.
+# TYPE vigil_rules_info gauge
+vigil_rules_info{version=%q} 1
+`, features.SchemaVersion, model, ruleSet)
+		return func() bool {
+			return testutil.CollectAndCompare(met, strings.NewReader(want), "vigil_model_info", "vigil_rules_info") == nil
+		}
+	}
+	if !infoIs("lr-a", firstRules)() {
+		t.Fatal("info gauges at start do not name lr-a and the first rule set")
+	}
 	done := make(chan error, 1)
 	rctx, stop := context.WithCancel(ctx)
 	go func() { done <- live.refresh(rctx, models) }()
@@ -81,6 +103,8 @@ func TestIntegrationSIGHUPReload(t *testing.T) {
 	waitFor("model lr-b", func() bool { return models.Current().Primary.Version() == "lr-b" })
 	waitFor("new rule set", func() bool { return live.rules.Load().Version() != firstRules })
 	second := live.rules.Load().Version()
+	// The old label sets are gone, not left at 1 beside the new ones.
+	waitFor("info gauges of lr-b and the new rule set", infoIs("lr-b", second))
 	if _, err := live.rulesStore.Set(ctx, second); err != nil {
 		t.Fatalf("new rule set not published for explain: %v", err)
 	}
@@ -101,5 +125,8 @@ func TestIntegrationSIGHUPReload(t *testing.T) {
 	}
 	if live.rules.Load().Version() != second {
 		t.Fatal("invalid rule replaced the rule set")
+	}
+	if !infoIs("lr-b", second)() {
+		t.Fatal("info gauges changed on a failed reload")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -25,6 +26,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/telemetry"
 	"github.com/vigil-fraud/vigil/models/features"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/metrics"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/modelset"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/pipeline"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
@@ -52,8 +54,13 @@ func run(ctx context.Context) error {
 	}
 	defer pool.Close()
 
+	reg := telemetry.NewRegistry("scoring", telemetry.Version())
+	met := metrics.New()
+	if err := met.Register(reg); err != nil {
+		return err
+	}
 	ruleStore, listStore := store.NewRules(pool), store.NewLists(pool)
-	live := &liveSources{rulesStore: ruleStore, listStore: listStore, cfg: cfg, log: log}
+	live := &liveSources{rulesStore: ruleStore, listStore: listStore, cfg: cfg, log: log, metrics: met}
 	if err := live.loadRules(ctx, true); err != nil {
 		return err
 	}
@@ -68,9 +75,10 @@ func run(ctx context.Context) error {
 			return err
 		}
 		defer rdb.Close()
-		win = windows.NewStore(rdb, cfg.Redis.KeyPrefix)
+		win = timedWindows{windows.NewStore(rdb, cfg.Redis.KeyPrefix), met}
 	}
 	primary := models.Current().Primary
+	met.ModelLoaded(primary.Version(), primary.FeatureSchema())
 	if cfg.AlertBudgetPerDay > 0 && !cfg.ReviewThresholdSet {
 		th, ok := modelset.ThresholdAtBudget(primary.Artifact, cfg.AlertBudgetPerDay)
 		if !ok {
@@ -90,13 +98,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
-	reg := telemetry.NewRegistry("scoring", telemetry.Version())
 
 	pipe := pipeline.New(pipeline.Deps{
-		Models:  models.Current,
-		Rules:   live.rules.Load,
-		Lists:   live.lists.Load,
-		Windows: win,
+		Models:   models.Current,
+		Rules:    live.rules.Load,
+		Lists:    live.lists.Load,
+		Windows:  win,
+		Recorder: met,
 	}, cfg.Policy, pipeline.Budgets{Model: cfg.ModelBudget, Windows: cfg.WindowsBudget}, cfg.Kafka.Topics.Decisions, time.Now, log)
 	loop, err := kafka.NewEOS(kafka.EOSConfig{
 		Brokers:         cfg.Kafka.Brokers,
@@ -110,6 +118,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// libs/kafka's EOS has no end-of-transaction hook yet: decisions are settled against its
+	// committed/aborted counters, so vigil_decisions_total counts commits, not attempts.
+	met.SetOutcome(func() (int64, int64) { return loop.Stats.Committed.Load(), loop.Stats.Aborted.Load() })
 
 	health := httpserver.NewHealth(map[string]httpserver.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
@@ -139,13 +150,17 @@ func run(ctx context.Context) error {
 	g.Go(func() error { return live.refresh(gctx, models) })
 	var decisionSink *sink.Sink
 	if cfg.SinkEnabled {
+		decisionStore := store.NewDecisions(log)
 		decisionSink, err = sink.New(sink.Config{
 			Brokers:   cfg.Kafka.Brokers,
 			Name:      cfg.SinkName,
 			Topics:    []string{cfg.Kafka.Topics.Decisions},
 			ExtraOpts: groupOpts(cfg, "-sink"),
 			Metrics:   reg,
-		}, pool, store.NewDecisions(log).Apply, log)
+		}, pool, func(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
+			defer met.Postgres("sink_insert_decisions", time.Now())
+			return decisionStore.Apply(ctx, tx, recs)
+		}, log)
 		if err != nil {
 			return err
 		}
@@ -180,6 +195,26 @@ func registerMetrics(reg *prometheus.Registry, pipe *pipeline.Pipeline, loop *ka
 	)
 }
 
+// timedWindows records each decision-window pipeline round trip, failed and timed-out ones
+// included (a budget overrun shows up as a long tail).
+type timedWindows struct {
+	w pipeline.Windows
+	m *metrics.Metrics
+}
+
+func (t timedWindows) Load(ctx context.Context, reqs []windows.Request) (map[string][]windows.Entry, error) {
+	defer t.m.Redis("decision_windows_load", time.Now())
+	return t.w.Load(ctx, reqs)
+}
+
+func (t timedWindows) Record(ctx context.Context, byAccount map[string][]windows.Entry) error {
+	if len(byAccount) == 0 {
+		return nil // no round trip
+	}
+	defer t.m.Redis("decision_windows_record", time.Now())
+	return t.w.Record(ctx, byAccount)
+}
+
 func groupOpts(cfg Config, suffix string) []kgo.Opt {
 	opts := []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}
 	if cfg.GroupInstanceID != "" {
@@ -202,6 +237,7 @@ type liveSources struct {
 	listStore  *store.Lists
 	cfg        Config
 	log        *slog.Logger
+	metrics    *metrics.Metrics
 	rules      atomic.Pointer[rules.Set]
 	lists      atomic.Pointer[lists.Snapshot]
 }
@@ -225,17 +261,27 @@ func (l *liveSources) loadRules(ctx context.Context, seed bool) error {
 			l.log.Info("seeded rules", "file", name, "rules", n)
 		}
 	}
-	set, err := compileStored(ctx, l.rulesStore, l.cfg.Policy.Params())
+	start := time.Now()
+	active, err := l.rulesStore.Active(ctx)
+	l.metrics.Postgres("rules_active", start)
 	if err != nil {
 		return err
+	}
+	set, err := rules.Compile(active, l.cfg.Policy.Params(), features.Names)
+	if err != nil {
+		return fmt.Errorf("rules in postgres (scoring_rules): %w", err)
 	}
 	if prev := l.rules.Load(); prev != nil && prev.Version() == set.Version() {
 		return nil
 	}
-	if err := l.rulesStore.Publish(ctx, set); err != nil {
+	start = time.Now()
+	err = l.rulesStore.Publish(ctx, set)
+	l.metrics.Postgres("rule_set_publish", start)
+	if err != nil {
 		return err
 	}
 	l.rules.Store(set)
+	l.metrics.RulesLoaded(set.Version())
 	l.log.Info("rule set active", "rule_set", set.Version(), "rules", len(set.Rules()))
 	return nil
 }
@@ -253,7 +299,9 @@ func compileStored(ctx context.Context, s *store.Rules, params map[string]float6
 }
 
 func (l *liveSources) loadLists(ctx context.Context) error {
-	es, err := l.listStore.Unexpired(ctx, time.Now())
+	start := time.Now()
+	es, err := l.listStore.Unexpired(ctx, start)
+	l.metrics.Postgres("lists_unexpired", start)
 	if err != nil {
 		return err
 	}
@@ -277,6 +325,7 @@ func (l *liveSources) refresh(ctx context.Context, models *modelset.Holder) erro
 			l.log.Error("model reload failed; keeping the previous model", "trigger", why, "model", s.Primary.Version(), "err", err)
 			return
 		}
+		l.metrics.ModelLoaded(s.Primary.Version(), s.Primary.FeatureSchema())
 		l.log.Info("models reloaded", "trigger", why, "model", s.Primary.Version(), "shadow", shadowVersion(s))
 	}
 	for {

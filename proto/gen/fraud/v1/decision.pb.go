@@ -74,7 +74,60 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 	return file_fraud_v1_decision_proto_rawDescGZIP(), []int{0}
 }
 
-// Reason explains one contribution to a decision: a fired rule or a feature.
+type DegradedCause int32
+
+const (
+	DegradedCause_DEGRADED_CAUSE_UNSPECIFIED DegradedCause = 0
+	// The primary model missed its budget or failed: no score, thresholds not applied.
+	DegradedCause_DEGRADED_CAUSE_MODEL DegradedCause = 1
+	// The per-account decision windows (Redis) missed their budget or failed.
+	DegradedCause_DEGRADED_CAUSE_DECISION_WINDOWS DegradedCause = 2
+)
+
+// Enum value maps for DegradedCause.
+var (
+	DegradedCause_name = map[int32]string{
+		0: "DEGRADED_CAUSE_UNSPECIFIED",
+		1: "DEGRADED_CAUSE_MODEL",
+		2: "DEGRADED_CAUSE_DECISION_WINDOWS",
+	}
+	DegradedCause_value = map[string]int32{
+		"DEGRADED_CAUSE_UNSPECIFIED":      0,
+		"DEGRADED_CAUSE_MODEL":            1,
+		"DEGRADED_CAUSE_DECISION_WINDOWS": 2,
+	}
+)
+
+func (x DegradedCause) Enum() *DegradedCause {
+	p := new(DegradedCause)
+	*p = x
+	return p
+}
+
+func (x DegradedCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DegradedCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_fraud_v1_decision_proto_enumTypes[1].Descriptor()
+}
+
+func (DegradedCause) Type() protoreflect.EnumType {
+	return &file_fraud_v1_decision_proto_enumTypes[1]
+}
+
+func (x DegradedCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DegradedCause.Descriptor instead.
+func (DegradedCause) EnumDescriptor() ([]byte, []int) {
+	return file_fraud_v1_decision_proto_rawDescGZIP(), []int{1}
+}
+
+// Reason explains one contribution to a decision: a list hit, a fired rule, a score threshold
+// or a contributing feature (code FEATURE:<name>). Metadata about how the decision was made
+// (input hash, degradation, shadow score, account window) has its own Decision fields.
 type Reason struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Code        string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
@@ -157,8 +210,26 @@ type Decision struct {
 	Input            *EnrichedTransaction   `protobuf:"bytes,14,opt,name=input,proto3" json:"input,omitempty"`
 	ReceivedTime     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=received_time,json=receivedTime,proto3" json:"received_time,omitempty"`
 	DecidedTime      *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=decided_time,json=decidedTime,proto3" json:"decided_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Hex sha256 of the canonical inputs (deterministic protobuf of input, the account window
+	// the rules saw, the list hits, whether the model answered), so `scoring explain` can show a
+	// recomputation used the same inputs.
+	InputHash string `protobuf:"bytes,17,opt,name=input_hash,json=inputHash,proto3" json:"input_hash,omitempty"`
+	// True when the model or the decision windows missed their budget or failed: the decision
+	// was made by rules and lists only (score 0, thresholds not applied when the model was out).
+	Degraded bool `protobuf:"varint,18,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	// What was unavailable when degraded; empty otherwise.
+	DegradedCauses []DegradedCause `protobuf:"varint,19,rep,packed,name=degraded_causes,json=degradedCauses,proto3,enum=fraud.v1.DegradedCause" json:"degraded_causes,omitempty"`
+	// The challenger model scored on the same input; it never acts. Empty version: no shadow.
+	ShadowModelVersion string  `protobuf:"bytes,20,opt,name=shadow_model_version,json=shadowModelVersion,proto3" json:"shadow_model_version,omitempty"`
+	ShadowScore        float64 `protobuf:"fixed64,21,opt,name=shadow_score,json=shadowScore,proto3" json:"shadow_score,omitempty"`
+	// The account's decision window the rules saw (decisions before this one). Unset when the
+	// windows were unavailable (degraded_causes has DEGRADED_CAUSE_DECISION_WINDOWS).
+	AccountWindow *AccountWindow `protobuf:"bytes,22,opt,name=account_window,json=accountWindow,proto3" json:"account_window,omitempty"`
+	// Allow/block list entries that matched, block hits first. Each also appears as a reason
+	// (LIST_BLOCK_CARD, ...) for analysts.
+	ListHits      []*ListHit `protobuf:"bytes,23,rep,name=list_hits,json=listHits,proto3" json:"list_hits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Decision) Reset() {
@@ -303,6 +374,208 @@ func (x *Decision) GetDecidedTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Decision) GetInputHash() string {
+	if x != nil {
+		return x.InputHash
+	}
+	return ""
+}
+
+func (x *Decision) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
+func (x *Decision) GetDegradedCauses() []DegradedCause {
+	if x != nil {
+		return x.DegradedCauses
+	}
+	return nil
+}
+
+func (x *Decision) GetShadowModelVersion() string {
+	if x != nil {
+		return x.ShadowModelVersion
+	}
+	return ""
+}
+
+func (x *Decision) GetShadowScore() float64 {
+	if x != nil {
+		return x.ShadowScore
+	}
+	return 0
+}
+
+func (x *Decision) GetAccountWindow() *AccountWindow {
+	if x != nil {
+		return x.AccountWindow
+	}
+	return nil
+}
+
+func (x *Decision) GetListHits() []*ListHit {
+	if x != nil {
+		return x.ListHits
+	}
+	return nil
+}
+
+// AccountWindow counts the account's earlier decisions by event time.
+type AccountWindow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reviews_1H    int32                  `protobuf:"varint,1,opt,name=reviews_1h,json=reviews1h,proto3" json:"reviews_1h,omitempty"`
+	Declines_1H   int32                  `protobuf:"varint,2,opt,name=declines_1h,json=declines1h,proto3" json:"declines_1h,omitempty"`
+	Reviews_24H   int32                  `protobuf:"varint,3,opt,name=reviews_24h,json=reviews24h,proto3" json:"reviews_24h,omitempty"`
+	Declines_24H  int32                  `protobuf:"varint,4,opt,name=declines_24h,json=declines24h,proto3" json:"declines_24h,omitempty"`
+	MaxScore_24H  float64                `protobuf:"fixed64,5,opt,name=max_score_24h,json=maxScore24h,proto3" json:"max_score_24h,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountWindow) Reset() {
+	*x = AccountWindow{}
+	mi := &file_fraud_v1_decision_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountWindow) ProtoMessage() {}
+
+func (x *AccountWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_fraud_v1_decision_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountWindow.ProtoReflect.Descriptor instead.
+func (*AccountWindow) Descriptor() ([]byte, []int) {
+	return file_fraud_v1_decision_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AccountWindow) GetReviews_1H() int32 {
+	if x != nil {
+		return x.Reviews_1H
+	}
+	return 0
+}
+
+func (x *AccountWindow) GetDeclines_1H() int32 {
+	if x != nil {
+		return x.Declines_1H
+	}
+	return 0
+}
+
+func (x *AccountWindow) GetReviews_24H() int32 {
+	if x != nil {
+		return x.Reviews_24H
+	}
+	return 0
+}
+
+func (x *AccountWindow) GetDeclines_24H() int32 {
+	if x != nil {
+		return x.Declines_24H
+	}
+	return 0
+}
+
+func (x *AccountWindow) GetMaxScore_24H() float64 {
+	if x != nil {
+		return x.MaxScore_24H
+	}
+	return 0
+}
+
+// ListHit is one allow/block list entry that matched the transaction. It names the entry
+// without repeating its value: card tokens and IP addresses stay out of the hit.
+type ListHit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "allow" or "block".
+	List string `protobuf:"bytes,1,opt,name=list,proto3" json:"list,omitempty"`
+	// "account", "card", "terminal", "device", "ip" or "country": which transaction field matched.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The entry's reason, as the operator wrote it.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Hex sha256 of "<kind>:<value>": finds the entry in scoring_list_entries
+	// (encode(sha256(convert_to(kind || ':' || value, 'UTF8')), 'hex')) without exposing the value.
+	// Not a secret: low-entropy values (an IPv4 address, a country) can be enumerated.
+	ValueHash     string `protobuf:"bytes,4,opt,name=value_hash,json=valueHash,proto3" json:"value_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHit) Reset() {
+	*x = ListHit{}
+	mi := &file_fraud_v1_decision_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHit) ProtoMessage() {}
+
+func (x *ListHit) ProtoReflect() protoreflect.Message {
+	mi := &file_fraud_v1_decision_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHit.ProtoReflect.Descriptor instead.
+func (*ListHit) Descriptor() ([]byte, []int) {
+	return file_fraud_v1_decision_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListHit) GetList() string {
+	if x != nil {
+		return x.List
+	}
+	return ""
+}
+
+func (x *ListHit) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ListHit) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ListHit) GetValueHash() string {
+	if x != nil {
+		return x.ValueHash
+	}
+	return ""
+}
+
 var File_fraud_v1_decision_proto protoreflect.FileDescriptor
 
 const file_fraud_v1_decision_proto_rawDesc = "" +
@@ -311,7 +584,7 @@ const file_fraud_v1_decision_proto_rawDesc = "" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x01R\x06weight\"\xae\x05\n" +
+	"\x06weight\x18\x03 \x01(\x01R\x06weight\"\xf0\a\n" +
 	"\bDecision\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12%\n" +
@@ -331,12 +604,39 @@ const file_fraud_v1_decision_proto_rawDesc = "" +
 	"\bcurrency\x18\r \x01(\tR\bcurrency\x123\n" +
 	"\x05input\x18\x0e \x01(\v2\x1d.fraud.v1.EnrichedTransactionR\x05input\x12?\n" +
 	"\rreceived_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\x12=\n" +
-	"\fdecided_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vdecidedTime*[\n" +
+	"\fdecided_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vdecidedTime\x12\x1d\n" +
+	"\n" +
+	"input_hash\x18\x11 \x01(\tR\tinputHash\x12\x1a\n" +
+	"\bdegraded\x18\x12 \x01(\bR\bdegraded\x12@\n" +
+	"\x0fdegraded_causes\x18\x13 \x03(\x0e2\x17.fraud.v1.DegradedCauseR\x0edegradedCauses\x120\n" +
+	"\x14shadow_model_version\x18\x14 \x01(\tR\x12shadowModelVersion\x12!\n" +
+	"\fshadow_score\x18\x15 \x01(\x01R\vshadowScore\x12>\n" +
+	"\x0eaccount_window\x18\x16 \x01(\v2\x17.fraud.v1.AccountWindowR\raccountWindow\x12.\n" +
+	"\tlist_hits\x18\x17 \x03(\v2\x11.fraud.v1.ListHitR\blistHits\"\xb7\x01\n" +
+	"\rAccountWindow\x12\x1d\n" +
+	"\n" +
+	"reviews_1h\x18\x01 \x01(\x05R\treviews1h\x12\x1f\n" +
+	"\vdeclines_1h\x18\x02 \x01(\x05R\n" +
+	"declines1h\x12\x1f\n" +
+	"\vreviews_24h\x18\x03 \x01(\x05R\n" +
+	"reviews24h\x12!\n" +
+	"\fdeclines_24h\x18\x04 \x01(\x05R\vdeclines24h\x12\"\n" +
+	"\rmax_score_24h\x18\x05 \x01(\x01R\vmaxScore24h\"h\n" +
+	"\aListHit\x12\x12\n" +
+	"\x04list\x18\x01 \x01(\tR\x04list\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"value_hash\x18\x04 \x01(\tR\tvalueHash*[\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eACTION_APPROVE\x10\x01\x12\x11\n" +
 	"\rACTION_REVIEW\x10\x02\x12\x12\n" +
-	"\x0eACTION_DECLINE\x10\x03B9Z7github.com/vigil-fraud/vigil/proto/gen/fraud/v1;fraudv1b\x06proto3"
+	"\x0eACTION_DECLINE\x10\x03*n\n" +
+	"\rDegradedCause\x12\x1e\n" +
+	"\x1aDEGRADED_CAUSE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14DEGRADED_CAUSE_MODEL\x10\x01\x12#\n" +
+	"\x1fDEGRADED_CAUSE_DECISION_WINDOWS\x10\x02B9Z7github.com/vigil-fraud/vigil/proto/gen/fraud/v1;fraudv1b\x06proto3"
 
 var (
 	file_fraud_v1_decision_proto_rawDescOnce sync.Once
@@ -350,26 +650,32 @@ func file_fraud_v1_decision_proto_rawDescGZIP() []byte {
 	return file_fraud_v1_decision_proto_rawDescData
 }
 
-var file_fraud_v1_decision_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fraud_v1_decision_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_fraud_v1_decision_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_fraud_v1_decision_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_fraud_v1_decision_proto_goTypes = []any{
 	(Action)(0),                   // 0: fraud.v1.Action
-	(*Reason)(nil),                // 1: fraud.v1.Reason
-	(*Decision)(nil),              // 2: fraud.v1.Decision
-	(*EnrichedTransaction)(nil),   // 3: fraud.v1.EnrichedTransaction
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(DegradedCause)(0),            // 1: fraud.v1.DegradedCause
+	(*Reason)(nil),                // 2: fraud.v1.Reason
+	(*Decision)(nil),              // 3: fraud.v1.Decision
+	(*AccountWindow)(nil),         // 4: fraud.v1.AccountWindow
+	(*ListHit)(nil),               // 5: fraud.v1.ListHit
+	(*EnrichedTransaction)(nil),   // 6: fraud.v1.EnrichedTransaction
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_fraud_v1_decision_proto_depIdxs = []int32{
 	0, // 0: fraud.v1.Decision.action:type_name -> fraud.v1.Action
-	1, // 1: fraud.v1.Decision.reasons:type_name -> fraud.v1.Reason
-	3, // 2: fraud.v1.Decision.input:type_name -> fraud.v1.EnrichedTransaction
-	4, // 3: fraud.v1.Decision.received_time:type_name -> google.protobuf.Timestamp
-	4, // 4: fraud.v1.Decision.decided_time:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	2, // 1: fraud.v1.Decision.reasons:type_name -> fraud.v1.Reason
+	6, // 2: fraud.v1.Decision.input:type_name -> fraud.v1.EnrichedTransaction
+	7, // 3: fraud.v1.Decision.received_time:type_name -> google.protobuf.Timestamp
+	7, // 4: fraud.v1.Decision.decided_time:type_name -> google.protobuf.Timestamp
+	1, // 5: fraud.v1.Decision.degraded_causes:type_name -> fraud.v1.DegradedCause
+	4, // 6: fraud.v1.Decision.account_window:type_name -> fraud.v1.AccountWindow
+	5, // 7: fraud.v1.Decision.list_hits:type_name -> fraud.v1.ListHit
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_fraud_v1_decision_proto_init() }
@@ -383,8 +689,8 @@ func file_fraud_v1_decision_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fraud_v1_decision_proto_rawDesc), len(file_fraud_v1_decision_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   2,
+			NumEnums:      2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

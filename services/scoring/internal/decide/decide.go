@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,13 +74,15 @@ const (
 	ReasonScoreReview  = "MODEL_SCORE_ELEVATED"
 	// ReasonFeaturePrefix + feature name: a top contributing feature, weight = contribution.
 	ReasonFeaturePrefix = "FEATURE:"
-	// ReasonDegraded marks a decision made from rules and lists only.
-	ReasonDegraded = "DEGRADED"
-	// The codes below carry metadata the Decision message has no field for (yet): the account
-	// window the rules saw (JSON), the shadow model's version and score, and the input hash.
-	ReasonWindow      = "ACCOUNT_WINDOW"
-	ReasonShadowScore = "SHADOW_SCORE"
-	ReasonInputHash   = "INPUT_HASH"
+)
+
+// Legacy pseudo reason codes: decisions made before Decision had fields for this metadata
+// carried it as reasons. Only LegacyMetadata reads them, so explain still reproduces those rows.
+const (
+	legacyDegraded    = "DEGRADED"
+	legacyWindow      = "ACCOUNT_WINDOW"
+	legacyShadowScore = "SHADOW_SCORE"
+	legacyInputHash   = "INPUT_HASH"
 )
 
 // Contribution is one feature's share of a linear model's logit.
@@ -240,28 +243,26 @@ func Decide(in Input, rs *rules.Set, p Policy, now time.Time) (*fraudv1.Decision
 			add(ReasonFeaturePrefix+c.Name, "value "+strconv.FormatFloat(c.Value, 'g', -1, 64), c.Logit)
 		}
 	}
-	var causes []string
+	var causes []fraudv1.DegradedCause
 	if !in.Model.OK {
-		causes = append(causes, "model")
+		causes = append(causes, fraudv1.DegradedCause_DEGRADED_CAUSE_MODEL)
 	}
 	if !in.WindowOK {
-		causes = append(causes, "decision windows")
+		causes = append(causes, fraudv1.DegradedCause_DEGRADED_CAUSE_DECISION_WINDOWS)
 	}
-	if len(causes) > 0 {
-		add(ReasonDegraded, strings.Join(causes, ", ")+" unavailable: rules and lists only", 0)
-	}
+	var window *fraudv1.AccountWindow
 	if in.WindowOK {
-		b, _ := json.Marshal(in.Window)
-		add(ReasonWindow, string(b), 0)
+		window = WindowToProto(in.Window)
 	}
+	var shadowVersion string
+	var shadowScore float64
 	if in.Shadow != nil {
-		add(ReasonShadowScore, in.Shadow.Version, in.Shadow.Score)
+		shadowVersion, shadowScore = in.Shadow.Version, in.Shadow.Score
 	}
 	hash, err := InputHash(in)
 	if err != nil {
 		return nil, err
 	}
-	add(ReasonInputHash, hash, 0)
 	score := 0.0
 	if in.Model.OK {
 		score = in.Model.Score
@@ -283,6 +284,13 @@ func Decide(in Input, rs *rules.Set, p Policy, now time.Time) (*fraudv1.Decision
 		Input:                in.ET,
 		ReceivedTime:         tx.GetReceivedTime(),
 		DecidedTime:          timestamppb.New(now),
+		InputHash:            hash,
+		Degraded:             len(causes) > 0,
+		DegradedCauses:       causes,
+		ShadowModelVersion:   shadowVersion,
+		ShadowScore:          shadowScore,
+		AccountWindow:        window,
+		ListHits:             HitsToProto(in.Hits),
 	}, nil
 }
 
@@ -325,33 +333,94 @@ func Reason(d *fraudv1.Decision, code string) (*fraudv1.Reason, bool) {
 	return nil, false
 }
 
-// WindowOf parses the ACCOUNT_WINDOW reason back; ok is false for a degraded decision.
-func WindowOf(d *fraudv1.Decision) (rules.Window, bool, error) {
-	r, ok := Reason(d, ReasonWindow)
-	if !ok {
-		return rules.Window{}, false, nil
+// WindowToProto is the window as recorded on the decision.
+func WindowToProto(w rules.Window) *fraudv1.AccountWindow {
+	return &fraudv1.AccountWindow{
+		Reviews_1H: int32(w.Reviews1h), Declines_1H: int32(w.Declines1h),
+		Reviews_24H: int32(w.Reviews24h), Declines_24H: int32(w.Declines24h), MaxScore_24H: w.MaxScore24h,
 	}
-	var w rules.Window
-	if err := json.Unmarshal([]byte(r.GetDescription()), &w); err != nil {
-		return w, false, fmt.Errorf("decision %s: window reason: %w", d.GetDecisionId(), err)
-	}
-	return w, true, nil
 }
 
-// HitsOf returns the list hits recorded in d's reasons.
+// WindowOf returns the window recorded on d; ok is false when the windows were unavailable.
+func WindowOf(d *fraudv1.Decision) (w rules.Window, ok bool) {
+	pw := d.GetAccountWindow()
+	if pw == nil {
+		return rules.Window{}, false
+	}
+	return rules.Window{
+		Reviews1h: int(pw.GetReviews_1H()), Declines1h: int(pw.GetDeclines_1H()),
+		Reviews24h: int(pw.GetReviews_24H()), Declines24h: int(pw.GetDeclines_24H()), MaxScore24h: pw.GetMaxScore_24H(),
+	}, true
+}
+
+// HitsToProto is the list hits as recorded on the decision.
+func HitsToProto(hits []lists.Hit) []*fraudv1.ListHit {
+	if len(hits) == 0 {
+		return nil
+	}
+	out := make([]*fraudv1.ListHit, len(hits))
+	for i, h := range hits {
+		out[i] = &fraudv1.ListHit{List: string(h.List), Kind: string(h.Kind), Reason: h.Reason, ValueHash: h.ValueHash}
+	}
+	return out
+}
+
+// HitsOf returns the list hits recorded on d.
 func HitsOf(d *fraudv1.Decision) []lists.Hit {
 	var hits []lists.Hit
+	for _, h := range d.GetListHits() {
+		hits = append(hits, lists.Hit{List: lists.List(h.GetList()), Kind: lists.Kind(h.GetKind()), Reason: h.GetReason(), ValueHash: h.GetValueHash()})
+	}
+	return hits
+}
+
+// ModelOK reports whether the primary model answered for d.
+func ModelOK(d *fraudv1.Decision) bool {
+	return !slices.Contains(d.GetDegradedCauses(), fraudv1.DegradedCause_DEGRADED_CAUSE_MODEL)
+}
+
+// LegacyMetadata moves the metadata that decisions made before Decision had fields for carried
+// as pseudo reasons (INPUT_HASH, DEGRADED, ACCOUNT_WINDOW, SHADOW_SCORE, list hits only as
+// LIST_* reasons) into the fields, and drops those pseudo reasons, so such a decision compares
+// with a recomputation. A decision without an INPUT_HASH reason is returned unchanged.
+func LegacyMetadata(d *fraudv1.Decision) (*fraudv1.Decision, error) {
+	if _, ok := Reason(d, legacyInputHash); !ok {
+		return d, nil
+	}
+	out := proto.CloneOf(d)
+	out.Reasons = nil
 	for _, r := range d.GetReasons() {
-		for _, l := range []lists.List{lists.Block, lists.Allow} {
-			for _, k := range lists.Kinds {
-				h := lists.Hit{List: l, Kind: k, Reason: r.GetDescription()}
-				if r.GetCode() == h.Code() {
-					hits = append(hits, h)
+		switch r.GetCode() {
+		case legacyInputHash:
+			out.InputHash = r.GetDescription()
+		case legacyDegraded:
+			out.Degraded = true
+			if strings.HasPrefix(r.GetDescription(), "model") {
+				out.DegradedCauses = append(out.DegradedCauses, fraudv1.DegradedCause_DEGRADED_CAUSE_MODEL)
+			}
+			if strings.Contains(r.GetDescription(), "decision windows") {
+				out.DegradedCauses = append(out.DegradedCauses, fraudv1.DegradedCause_DEGRADED_CAUSE_DECISION_WINDOWS)
+			}
+		case legacyWindow:
+			var w rules.Window
+			if err := json.Unmarshal([]byte(r.GetDescription()), &w); err != nil {
+				return nil, fmt.Errorf("decision %s: legacy %s reason: %w", d.GetDecisionId(), legacyWindow, err)
+			}
+			out.AccountWindow = WindowToProto(w)
+		case legacyShadowScore:
+			out.ShadowModelVersion, out.ShadowScore = r.GetDescription(), r.GetWeight()
+		default:
+			out.Reasons = append(out.Reasons, r)
+			for _, l := range []lists.List{lists.Block, lists.Allow} {
+				for _, k := range lists.Kinds {
+					if h := (lists.Hit{List: l, Kind: k}); r.GetCode() == h.Code() {
+						out.ListHits = append(out.ListHits, &fraudv1.ListHit{List: string(l), Kind: string(k), Reason: r.GetDescription()})
+					}
 				}
 			}
 		}
 	}
-	return hits
+	return out, nil
 }
 
 // Finite reports whether v can be recorded as a score.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
@@ -46,10 +47,6 @@ func defaultSet(t testing.TB) *rules.Set {
 func codes(d *fraudv1.Decision) []string {
 	var out []string
 	for _, r := range d.GetReasons() {
-		switch r.GetCode() {
-		case ReasonInputHash, ReasonWindow:
-			continue
-		}
 		out = append(out, r.GetCode())
 	}
 	return out
@@ -154,7 +151,7 @@ func TestReasonCodesAndMetadata(t *testing.T) {
 			{Name: "account_count_1h", Value: 1, Logit: -2}, {Name: "is_weekend", Value: 0, Logit: 0.5},
 		}},
 		Window: rules.Window{Reviews24h: 2, MaxScore24h: 0.7}, WindowOK: true,
-		Hits:   []lists.Hit{{List: lists.Allow, Kind: lists.KindCountry, Reason: "home"}},
+		Hits:   []lists.Hit{{List: lists.Allow, Kind: lists.KindCountry, Reason: "home", ValueHash: lists.ValueHash(lists.KindCountry, "FR")}},
 		Shadow: &Shadow{Version: "m2", Score: 0.25},
 	}
 	p := DefaultPolicy()
@@ -163,28 +160,43 @@ func TestReasonCodesAndMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"LIST_ALLOW_COUNTRY", ReasonFeaturePrefix + "is_night", ReasonFeaturePrefix + "amount", ReasonShadowScore}
+	// Reasons are real reasons only: the metadata has its own fields.
+	want := []string{"LIST_ALLOW_COUNTRY", ReasonFeaturePrefix + "is_night", ReasonFeaturePrefix + "amount"}
 	if got := codes(d); !slices.Equal(got, want) {
 		t.Fatalf("reasons %v, want %v", got, want)
 	}
 	if r, _ := Reason(d, ReasonFeaturePrefix+"is_night"); r.GetWeight() != 1.5 {
 		t.Errorf("contribution weight %v", r.GetWeight())
 	}
-	if r, _ := Reason(d, ReasonShadowScore); r.GetDescription() != "m2" || r.GetWeight() != 0.25 {
-		t.Errorf("shadow %v", r)
+	if d.GetShadowModelVersion() != "m2" || d.GetShadowScore() != 0.25 {
+		t.Errorf("shadow %q %v", d.GetShadowModelVersion(), d.GetShadowScore())
 	}
-	w, ok, err := WindowOf(d)
-	if err != nil || !ok || w != in.Window {
-		t.Errorf("window round trip %v %v %v", w, ok, err)
+	if d.GetDegraded() || len(d.GetDegradedCauses()) != 0 {
+		t.Errorf("healthy decision degraded: %v", d.GetDegradedCauses())
+	}
+	wantWindow := &fraudv1.AccountWindow{Reviews_24H: 2, MaxScore_24H: 0.7}
+	if !proto.Equal(d.GetAccountWindow(), wantWindow) {
+		t.Errorf("account window %v, want %v", d.GetAccountWindow(), wantWindow)
+	}
+	wantHits := []*fraudv1.ListHit{{List: "allow", Kind: "country", Reason: "home", ValueHash: lists.ValueHash(lists.KindCountry, "FR")}}
+	if len(d.GetListHits()) != 1 || !proto.Equal(d.GetListHits()[0], wantHits[0]) {
+		t.Errorf("list hits %v, want %v", d.GetListHits(), wantHits)
+	}
+	w, ok := WindowOf(d)
+	if !ok || w != in.Window {
+		t.Errorf("window round trip %v %v", w, ok)
 	}
 	if hits := HitsOf(d); !slices.Equal(hits, in.Hits) {
 		t.Errorf("hits round trip %v", hits)
 	}
+	if !ModelOK(d) {
+		t.Error("model answered but ModelOK is false")
+	}
 
 	// The input hash is stable and covers the window, the hits and the model's availability.
 	h1, _ := InputHash(in)
-	if r, _ := Reason(d, ReasonInputHash); r.GetDescription() != h1 || len(h1) != 64 {
-		t.Fatalf("input hash reason %v, want %s", r, h1)
+	if d.GetInputHash() != h1 || len(h1) != 64 {
+		t.Fatalf("input hash %q, want %s", d.GetInputHash(), h1)
 	}
 	for name, edit := range map[string]func(*Input){
 		"window":  func(i *Input) { i.Window.Declines1h++ },
@@ -213,14 +225,105 @@ func TestDegraded(t *testing.T) {
 	if d.GetAction() != fraudv1.Action_ACTION_DECLINE || d.GetScore() != 0 {
 		t.Fatalf("action %v score %v", d.GetAction(), d.GetScore())
 	}
-	r, ok := Reason(d, ReasonDegraded)
-	if !ok || r.GetDescription() != "model, decision windows unavailable: rules and lists only" {
-		t.Fatalf("degraded reason %v", r)
+	wantCauses := []fraudv1.DegradedCause{fraudv1.DegradedCause_DEGRADED_CAUSE_MODEL, fraudv1.DegradedCause_DEGRADED_CAUSE_DECISION_WINDOWS}
+	if !d.GetDegraded() || !slices.Equal(d.GetDegradedCauses(), wantCauses) || ModelOK(d) {
+		t.Fatalf("degraded %v causes %v", d.GetDegraded(), d.GetDegradedCauses())
 	}
-	if _, ok := Reason(d, ReasonWindow); ok {
+	if d.GetAccountWindow() != nil {
 		t.Error("degraded decision records a window")
 	}
+	if got := codes(d); !slices.Equal(got, []string{"AMOUNT_OVER_DECLINE_LIMIT"}) {
+		t.Errorf("reasons %v: degradation is a field, not a reason", got)
+	}
 }
+
+func TestDegradedCauses(t *testing.T) {
+	t.Parallel()
+	set := defaultSet(t)
+	tests := []struct {
+		name     string
+		modelOK  bool
+		windowOK bool
+		want     []fraudv1.DegradedCause
+		window   bool
+	}{
+		{"healthy", true, true, nil, true},
+		{"model only", false, true, []fraudv1.DegradedCause{fraudv1.DegradedCause_DEGRADED_CAUSE_MODEL}, true},
+		{"windows only", true, false, []fraudv1.DegradedCause{fraudv1.DegradedCause_DEGRADED_CAUSE_DECISION_WINDOWS}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			in := Input{ET: enriched(1_000, 1), Model: ModelResult{Version: "m1", Score: 0.5, OK: tc.modelOK}, WindowOK: tc.windowOK,
+				Window: rules.Window{Declines1h: 1}}
+			d, err := Decide(in, set, DefaultPolicy(), time.Unix(0, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.GetDegraded() != (len(tc.want) > 0) || !slices.Equal(d.GetDegradedCauses(), tc.want) {
+				t.Errorf("degraded %v causes %v, want %v", d.GetDegraded(), d.GetDegradedCauses(), tc.want)
+			}
+			if (d.GetAccountWindow() != nil) != tc.window || ModelOK(d) != tc.modelOK {
+				t.Errorf("window %v model ok %v", d.GetAccountWindow(), ModelOK(d))
+			}
+			if tc.modelOK && d.GetScore() != 0.5 || !tc.modelOK && d.GetScore() != 0 {
+				t.Errorf("score %v", d.GetScore())
+			}
+		})
+	}
+}
+
+// TestLegacyMetadata: a decision written before the metadata fields existed (pseudo reasons)
+// converts to the field form, compares equal to today's decision for the same input, and keeps
+// the same input hash.
+func TestLegacyMetadata(t *testing.T) {
+	t.Parallel()
+	set := defaultSet(t)
+	in := Input{ET: enriched(1_000, 1), Model: ModelResult{Version: "m1", Score: 0.3, OK: true},
+		Window: rules.Window{Reviews1h: 1, MaxScore24h: 0.123456789012345}, WindowOK: true,
+		Hits: []lists.Hit{{List: lists.Allow, Kind: lists.KindCountry, Reason: "home"}}, Shadow: &Shadow{Version: "m2", Score: 0.25}}
+	now := d0()
+	d, err := Decide(in, set, DefaultPolicy(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := &fraudv1.Decision{DecisionId: d.GetDecisionId(), Reasons: []*fraudv1.Reason{
+		{Code: "LIST_ALLOW_COUNTRY", Description: "home"},
+		{Code: "ACCOUNT_WINDOW", Description: `{"reviews_1h":1,"declines_1h":0,"reviews_24h":0,"declines_24h":0,"max_score_24h":0.123456789012345}`},
+		{Code: "SHADOW_SCORE", Description: "m2", Weight: 0.25},
+		{Code: "INPUT_HASH", Description: d.GetInputHash()},
+	}}
+	got, err := LegacyMetadata(legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got.GetAccountWindow(), d.GetAccountWindow()) || got.GetInputHash() != d.GetInputHash() ||
+		got.GetShadowModelVersion() != "m2" || got.GetShadowScore() != 0.25 || got.GetDegraded() {
+		t.Fatalf("converted %v", got)
+	}
+	if codes(got)[0] != "LIST_ALLOW_COUNTRY" || len(got.GetReasons()) != len(d.GetReasons()) {
+		t.Fatalf("reasons %v, want %v", codes(got), codes(d))
+	}
+	if hits := HitsOf(got); len(hits) != 1 || hits[0].Kind != lists.KindCountry {
+		t.Fatalf("hits %v", hits)
+	}
+	// Recomputing from the converted metadata gives the recorded input hash.
+	re := Input{ET: in.ET, Model: in.Model, WindowOK: true, Hits: HitsOf(got), Shadow: in.Shadow}
+	re.Window, _ = WindowOf(got)
+	if h, _ := InputHash(re); h != d.GetInputHash() {
+		t.Fatalf("recomputed hash %s, recorded %s", h, d.GetInputHash())
+	}
+	deg, err := LegacyMetadata(&fraudv1.Decision{Reasons: []*fraudv1.Reason{
+		{Code: "DEGRADED", Description: "model, decision windows unavailable: rules and lists only"}, {Code: "INPUT_HASH", Description: "x"}}})
+	if err != nil || !deg.GetDegraded() || len(deg.GetDegradedCauses()) != 2 || deg.GetAccountWindow() != nil || len(deg.GetReasons()) != 0 {
+		t.Fatalf("degraded legacy %v %v", deg, err)
+	}
+	if same, _ := LegacyMetadata(d); same != d {
+		t.Error("a current decision was rewritten")
+	}
+}
+
+func d0() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 func TestDecisionIDIsDeterministic(t *testing.T) {
 	t.Parallel()

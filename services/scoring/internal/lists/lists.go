@@ -6,6 +6,8 @@
 package lists
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"time"
@@ -71,6 +73,18 @@ type Hit struct {
 	List   List   `json:"list"`
 	Kind   Kind   `json:"kind"`
 	Reason string `json:"reason,omitempty"`
+	// ValueHash names the entry without its value (see ValueHash). It stays out of the JSON
+	// the decision's input hash covers: the value is already in the hashed transaction, and
+	// leaving it out keeps input hashes of decisions made before it existed reproducible.
+	ValueHash string `json:"-"`
+}
+
+// ValueHash is the hex sha256 of "<kind>:<value>". Decisions carry it instead of the matched
+// value so a card token or an IP address is not repeated outside the transaction itself; SQL
+// finds the entry with encode(sha256(convert_to(kind || ':' || value, 'UTF8')), 'hex').
+func ValueHash(k Kind, value string) string {
+	sum := sha256.Sum256([]byte(string(k) + ":" + value))
+	return hex.EncodeToString(sum[:])
 }
 
 // Code is the decision reason code of the hit, e.g. LIST_BLOCK_CARD.
@@ -140,7 +154,7 @@ func (s *Snapshot) Match(keys Keys, at time.Time) []Hit {
 			if !e.ExpiresAt.IsZero() && !at.Before(e.ExpiresAt) {
 				continue
 			}
-			hits = append(hits, Hit{List: e.List, Kind: e.Kind, Reason: e.Reason})
+			hits = append(hits, Hit{List: e.List, Kind: e.Kind, Reason: e.Reason, ValueHash: ValueHash(e.Kind, e.Value)})
 		}
 	}
 	sort.SliceStable(hits, func(i, j int) bool { return hits[i].List == Block && hits[j].List != Block })

@@ -22,10 +22,11 @@ func TestMatch(t *testing.T) {
 		want []Hit
 	}{
 		{"no match", Keys{KindAccount: "a2"}, nil},
-		{"allow", Keys{KindAccount: "a1"}, []Hit{{Allow, KindAccount, "vip"}}},
-		{"block listed before allow", Keys{KindAccount: "a1", KindCard: "tok-stolen"}, []Hit{{Block, KindCard, "stolen"}, {Allow, KindAccount, "vip"}}},
+		{"allow", Keys{KindAccount: "a1"}, []Hit{{Allow, KindAccount, "vip", ValueHash(KindAccount, "a1")}}},
+		{"block listed before allow", Keys{KindAccount: "a1", KindCard: "tok-stolen"},
+			[]Hit{{Block, KindCard, "stolen", ValueHash(KindCard, "tok-stolen")}, {Allow, KindAccount, "vip", ValueHash(KindAccount, "a1")}}},
 		{"expired at its instant", Keys{KindIP: "198.51.100.1"}, nil},
-		{"unexpired", Keys{KindCountry: "KP"}, []Hit{{Block, KindCountry, "sanctions"}}},
+		{"unexpired", Keys{KindCountry: "KP"}, []Hit{{Block, KindCountry, "sanctions", ValueHash(KindCountry, "KP")}}},
 		{"expired allow", Keys{KindDevice: "d1"}, nil},
 		{"kinds do not cross", Keys{KindTerminal: "a1"}, nil},
 	}
@@ -37,8 +38,13 @@ func TestMatch(t *testing.T) {
 			}
 		})
 	}
-	if got := (Hit{Block, KindCard, ""}).Code(); got != "LIST_BLOCK_CARD" {
+	if got := (Hit{Block, KindCard, "", ""}).Code(); got != "LIST_BLOCK_CARD" {
 		t.Errorf("code %s", got)
+	}
+	// The hash is what `SELECT encode(sha256(convert_to('card:tok-stolen', 'UTF8')), 'hex')` gives,
+	// so an analyst finds the entry without the decision carrying the token.
+	if got := ValueHash(KindCard, "tok-stolen"); got != "29bd03cdd038a8505509766ef8b4e6c273de886d1abcac6ffd16744a5065fc39" {
+		t.Errorf("value hash %s", got)
 	}
 	var nilSnap *Snapshot
 	if nilSnap.Match(Keys{KindAccount: "a1"}, now) != nil {

@@ -31,6 +31,12 @@ type Windows interface {
 	Record(ctx context.Context, byAccount map[string][]windows.Entry) error
 }
 
+// Recorder receives the decisions of each successful transform call (one Kafka transaction)
+// before the transaction ends (metrics.Metrics in production).
+type Recorder interface {
+	Batch(ds []*fraudv1.Decision)
+}
+
 // Deps are the live sources the pipeline reads once per batch, so a reload never lands
 // mid-batch.
 type Deps struct {
@@ -39,6 +45,8 @@ type Deps struct {
 	Lists  func() *lists.Snapshot
 	// Windows may be nil: decisions then see empty windows.
 	Windows Windows
+	// Recorder may be nil.
+	Recorder Recorder
 }
 
 // Budgets bound the calls that may stall.
@@ -109,6 +117,10 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		vectors = append(vectors, et.GetFeatures().GetValues())
 	}
 	if len(items) == 0 {
+		// Still a transaction: the recorder learns that the previous one has ended.
+		if p.deps.Recorder != nil {
+			p.deps.Recorder.Batch(nil)
+		}
 		return out, nil
 	}
 
@@ -131,6 +143,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 
 	now := p.now()
 	recorded := map[string][]windows.Entry{}
+	decided := make([]*fraudv1.Decision, 0, len(items))
 	for i, it := range items {
 		tx := it.et.GetTransaction()
 		atMs := tx.GetEventTime().AsTime().UnixMilli()
@@ -167,6 +180,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		}
 		telemetry.Inject(telemetry.Extract(ctx, it.src), rec)
 		out = append(out, rec)
+		decided = append(decided, d)
 		p.Stats.Decisions.Add(1)
 	}
 	if p.deps.Windows != nil && windowsOK {
@@ -178,6 +192,9 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			p.Stats.WindowWriteFailure.Add(1)
 			p.log.Warn("recording decision windows failed", "accounts", len(recorded), "err", err)
 		}
+	}
+	if p.deps.Recorder != nil {
+		p.deps.Recorder.Batch(decided)
 	}
 	return out, nil
 }

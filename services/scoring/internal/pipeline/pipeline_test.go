@@ -5,12 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"strings"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
@@ -168,12 +169,27 @@ func TestTransform(t *testing.T) {
 		if d.GetModelVersion() != "fake-1" {
 			t.Errorf("model version %q", d.GetModelVersion())
 		}
-		if r, ok := decide.Reason(d, decide.ReasonShadowScore); !ok || r.GetWeight() != 0.42 || r.GetDescription() != "shadow-1" {
-			t.Errorf("shadow not recorded: %v", r)
+		if d.GetShadowModelVersion() != "shadow-1" || d.GetShadowScore() != 0.42 {
+			t.Errorf("shadow not recorded: %q %v", d.GetShadowModelVersion(), d.GetShadowScore())
+		}
+		if d.GetDegraded() || d.GetAccountWindow() == nil || len(d.GetInputHash()) != 64 {
+			t.Errorf("metadata of decision %d: degraded %v window %v hash %q", i, d.GetDegraded(), d.GetAccountWindow(), d.GetInputHash())
+		}
+		for _, r := range d.GetReasons() {
+			if slices.Contains([]string{"INPUT_HASH", "ACCOUNT_WINDOW", "SHADOW_SCORE", "DEGRADED"}, r.GetCode()) {
+				t.Errorf("decision %d still carries pseudo reason %s", i, r.GetCode())
+			}
 		}
 	}
 	if _, ok := decide.Reason(ds[2], "LIST_BLOCK_ACCOUNT"); !ok {
 		t.Error("block hit not a reason")
+	}
+	wantHit := &fraudv1.ListHit{List: "block", Kind: "account", ValueHash: lists.ValueHash(lists.KindAccount, "blocked")}
+	if hs := ds[2].GetListHits(); len(hs) != 1 || !proto.Equal(hs[0], wantHit) {
+		t.Errorf("list hits %v, want %v", hs, wantHit)
+	}
+	if len(ds[0].GetListHits()) != 0 {
+		t.Errorf("unlisted account has hits %v", ds[0].GetListHits())
 	}
 	if calls.Load() != 1 {
 		t.Errorf("models read %d times in one batch, want once (a reload must not land mid-batch)", calls.Load())
@@ -203,7 +219,7 @@ func TestWindowsFoldWithinABatchAndAcrossBatches(t *testing.T) {
 	}
 	out, _ = p.Transform(context.Background(), []*kgo.Record{featureRecord(t, "s:3", "a", 1_000, "fs-1", 3)})
 	ds, _ = decisions(t, out)
-	wnd, ok, _ := decide.WindowOf(ds[0])
+	wnd, ok := decide.WindowOf(ds[0])
 	if !ok || wnd.Declines1h != 1 || wnd.Reviews1h != 1 || wnd.MaxScore24h != 0.1 {
 		t.Fatalf("next batch window %+v", wnd)
 	}
@@ -211,15 +227,16 @@ func TestWindowsFoldWithinABatchAndAcrossBatches(t *testing.T) {
 
 func TestStallsDegradeInsteadOfBlocking(t *testing.T) {
 	t.Parallel()
+	model, redis := fraudv1.DegradedCause_DEGRADED_CAUSE_MODEL, fraudv1.DegradedCause_DEGRADED_CAUSE_DECISION_WINDOWS
 	tests := []struct {
 		name   string
 		scorer fakeScorer
 		win    *fakeWindows
-		cause  string
+		cause  fraudv1.DegradedCause
 	}{
-		{"model stalls", fakeScorer{version: "slow", score: 0.99, delay: 300 * time.Millisecond}, &fakeWindows{entries: map[string][]windows.Entry{}}, "model unavailable"},
-		{"model fails", fakeScorer{version: "broken", err: errors.New("boom")}, &fakeWindows{entries: map[string][]windows.Entry{}}, "model unavailable"},
-		{"redis stalls", fakeScorer{version: "fast", score: 0.1}, &fakeWindows{entries: map[string][]windows.Entry{}, delay: 300 * time.Millisecond}, "decision windows unavailable"},
+		{"model stalls", fakeScorer{version: "slow", score: 0.99, delay: 300 * time.Millisecond}, &fakeWindows{entries: map[string][]windows.Entry{}}, model},
+		{"model fails", fakeScorer{version: "broken", err: errors.New("boom")}, &fakeWindows{entries: map[string][]windows.Entry{}}, model},
+		{"redis stalls", fakeScorer{version: "fast", score: 0.1}, &fakeWindows{entries: map[string][]windows.Entry{}, delay: 300 * time.Millisecond}, redis},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,9 +260,11 @@ func TestStallsDegradeInsteadOfBlocking(t *testing.T) {
 			if ds[0].GetAction() != fraudv1.Action_ACTION_DECLINE {
 				t.Errorf("rules did not act while degraded: %v", ds[0].GetAction())
 			}
-			r, ok := decide.Reason(ds[1], decide.ReasonDegraded)
-			if !ok || !strings.Contains(r.GetDescription(), tc.cause) {
-				t.Errorf("degraded reason %v, want %q", r, tc.cause)
+			if d := ds[1]; !d.GetDegraded() || !slices.Equal(d.GetDegradedCauses(), []fraudv1.DegradedCause{tc.cause}) {
+				t.Errorf("degraded %v causes %v, want [%v]", d.GetDegraded(), d.GetDegradedCauses(), tc.cause)
+			}
+			if (ds[1].GetAccountWindow() == nil) != (tc.cause == redis) {
+				t.Errorf("account window %v with cause %v", ds[1].GetAccountWindow(), tc.cause)
 			}
 		})
 	}
@@ -274,4 +293,36 @@ type countingScorer struct {
 func (c *countingScorer) Score(v [][]float64) ([]float64, error) {
 	c.calls.Add(1)
 	return c.fakeScorer.Score(v)
+}
+
+// fakeRecorder keeps what the pipeline hands the metrics per transform call.
+type fakeRecorder struct{ batches [][]*fraudv1.Decision }
+
+func (f *fakeRecorder) Batch(ds []*fraudv1.Decision) { f.batches = append(f.batches, ds) }
+
+func TestRecorderSeesEachBatchOnce(t *testing.T) {
+	t.Parallel()
+	p, _ := newPipeline(t, fakeScorer{version: "fake-1", score: 0.1}, nil, Budgets{})
+	rec := &fakeRecorder{}
+	p.deps.Recorder = rec
+	out, err := p.Transform(context.Background(), []*kgo.Record{
+		featureRecord(t, "s:1", "a", 1_000, "fs-1", 1),
+		{Topic: "features.v1", Value: []byte("junk")},
+		featureRecord(t, "s:2", "blocked", 1_000, "fs-1", 2),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := decisions(t, out)
+	if _, err := p.Transform(context.Background(), []*kgo.Record{{Topic: "features.v1", Value: []byte("junk")}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.batches) != 2 || len(rec.batches[0]) != 2 || len(rec.batches[1]) != 0 {
+		t.Fatalf("batches %v: want the 2 decisions, then an empty batch for the dead-letter-only transaction", rec.batches)
+	}
+	for i, d := range rec.batches[0] {
+		if !proto.Equal(d, ds[i]) {
+			t.Errorf("recorded decision %d differs from the produced one", i)
+		}
+	}
 }

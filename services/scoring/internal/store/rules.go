@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/vigil-fraud/vigil/libs/postgres"
+	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
 )
@@ -154,22 +156,61 @@ type StoredDecision struct {
 	DecisionID, TransactionID, Action, ModelVersion, RuleSetVersion, FeatureSchemaVersion, InputHash string
 	Score, ReviewThreshold, DeclineThreshold                                                         float64
 	Input                                                                                            []byte
-	Reasons                                                                                          []byte
+	// Recorded is the decision as far as the row keeps it: decision id, reasons and the
+	// metadata fields (input hash, degraded causes, shadow, account window, list hits).
+	Recorded *fraudv1.Decision
 }
 
 // Decision loads the row of transactionID.
 func Decision(ctx context.Context, pool *pgxpool.Pool, transactionID string) (StoredDecision, error) {
 	var d StoredDecision
+	var reasons, window, hits []byte
+	var causes []string
+	var shadowVersion *string
+	var shadowScore *float64
+	var degraded bool
 	err := pool.QueryRow(ctx, `SELECT decision_id, transaction_id, action, model_version, rule_set_version, feature_schema_version,
-		input_hash, score, review_threshold, decline_threshold, coalesce(input, ''::bytea), reasons
+		input_hash, score, review_threshold, decline_threshold, coalesce(input, ''::bytea), reasons,
+		degraded, degraded_causes, shadow_model_version, shadow_score, account_window, list_hits
 		FROM decisions WHERE transaction_id = $1`, transactionID).Scan(
 		&d.DecisionID, &d.TransactionID, &d.Action, &d.ModelVersion, &d.RuleSetVersion, &d.FeatureSchemaVersion,
-		&d.InputHash, &d.Score, &d.ReviewThreshold, &d.DeclineThreshold, &d.Input, &d.Reasons)
+		&d.InputHash, &d.Score, &d.ReviewThreshold, &d.DeclineThreshold, &d.Input, &reasons,
+		&degraded, &causes, &shadowVersion, &shadowScore, &window, &hits)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("decision of transaction %q: %w", transactionID, ErrNotFound)
 	}
 	if err != nil {
 		return d, fmt.Errorf("decision of transaction %q: %w", transactionID, err)
 	}
+	rec := &fraudv1.Decision{DecisionId: d.DecisionID, TransactionId: d.TransactionID, InputHash: d.InputHash, Degraded: degraded}
+	var rr []reasonRow
+	if err := json.Unmarshal(reasons, &rr); err != nil {
+		return d, fmt.Errorf("decision %s: reasons: %w", d.DecisionID, err)
+	}
+	for _, r := range rr {
+		rec.Reasons = append(rec.Reasons, &fraudv1.Reason{Code: r.Code, Description: r.Description, Weight: r.Weight})
+	}
+	for _, c := range causes {
+		rec.DegradedCauses = append(rec.DegradedCauses, CauseFromName(c))
+	}
+	if shadowVersion != nil && shadowScore != nil {
+		rec.ShadowModelVersion, rec.ShadowScore = *shadowVersion, *shadowScore
+	}
+	if window != nil {
+		var w WindowRow
+		if err := json.Unmarshal(window, &w); err != nil {
+			return d, fmt.Errorf("decision %s: account_window: %w", d.DecisionID, err)
+		}
+		rec.AccountWindow = &fraudv1.AccountWindow{Reviews_1H: w.Reviews1h, Declines_1H: w.Declines1h,
+			Reviews_24H: w.Reviews24h, Declines_24H: w.Declines24h, MaxScore_24H: w.MaxScore24h}
+	}
+	var hr []HitRow
+	if err := json.Unmarshal(hits, &hr); err != nil {
+		return d, fmt.Errorf("decision %s: list_hits: %w", d.DecisionID, err)
+	}
+	for _, h := range hr {
+		rec.ListHits = append(rec.ListHits, &fraudv1.ListHit{List: h.List, Kind: h.Kind, Reason: h.Reason, ValueHash: h.ValueHash})
+	}
+	d.Recorded = rec
 	return d, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,8 +103,12 @@ func TestIntegrationApplyStoresExplainColumns(t *testing.T) {
 	if err := kafka.Decode(r, d); err != nil {
 		t.Fatal(err)
 	}
-	d.Reasons = append(d.Reasons, &fraudv1.Reason{Code: "DEGRADED", Description: "model unavailable"},
-		&fraudv1.Reason{Code: "SHADOW_SCORE", Description: "lr-2", Weight: 0.25}, &fraudv1.Reason{Code: "INPUT_HASH", Description: "abc"})
+	d.InputHash, d.Degraded = "abc", true
+	d.DegradedCauses = []fraudv1.DegradedCause{fraudv1.DegradedCause_DEGRADED_CAUSE_MODEL}
+	d.ShadowModelVersion, d.ShadowScore = "lr-2", 0.25
+	// A score that needs all 17 digits: jsonb must keep it bit for bit.
+	d.AccountWindow = &fraudv1.AccountWindow{Reviews_1H: 1, Declines_24H: 2, MaxScore_24H: 0.1 + 0.2}
+	d.ListHits = []*fraudv1.ListHit{{List: "block", Kind: "card", Reason: "stolen", ValueHash: lists.ValueHash(lists.KindCard, "tok")}}
 	r, _ = kafka.NewRecord("decisions.v1", "acct", d)
 	if err := postgres.InTx(ctx, pool, func(tx pgx.Tx) error {
 		return NewDecisions(slog.New(slog.DiscardHandler)).Apply(ctx, tx, []*kgo.Record{r})
@@ -119,13 +124,23 @@ func TestIntegrationApplyStoresExplainColumns(t *testing.T) {
 		t.Fatalf("input %v hash %q %v", in, row.InputHash, err)
 	}
 	var degraded bool
-	var shadowVersion string
+	var shadowVersion, hits string
 	var shadowScore float64
-	if err := pool.QueryRow(ctx, `SELECT degraded, shadow_model_version, shadow_score FROM decisions WHERE transaction_id = 's:9'`).Scan(&degraded, &shadowVersion, &shadowScore); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT degraded, shadow_model_version, shadow_score, list_hits::text FROM decisions WHERE transaction_id = 's:9'`).
+		Scan(&degraded, &shadowVersion, &shadowScore, &hits); err != nil {
 		t.Fatal(err)
 	}
 	if !degraded || shadowVersion != "lr-2" || shadowScore != 0.25 {
 		t.Fatalf("degraded %v shadow %s %v", degraded, shadowVersion, shadowScore)
+	}
+	if strings.Contains(hits, `"tok"`) || !strings.Contains(hits, lists.ValueHash(lists.KindCard, "tok")) {
+		t.Fatalf("list_hits %s: want the value hash, never the token", hits)
+	}
+	// What explain reads back is what the scorer produced.
+	want := &fraudv1.Decision{DecisionId: d.GetDecisionId(), TransactionId: "s:9", Reasons: d.GetReasons(), InputHash: "abc", Degraded: true,
+		DegradedCauses: d.GetDegradedCauses(), ShadowModelVersion: "lr-2", ShadowScore: 0.25, AccountWindow: d.GetAccountWindow(), ListHits: d.GetListHits()}
+	if !proto.Equal(row.Recorded, want) {
+		t.Fatalf("recorded\n %v\nwant\n %v", row.Recorded, want)
 	}
 	if _, err := Decision(ctx, pool, "s:none"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing: %v", err)
