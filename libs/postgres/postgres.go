@@ -42,14 +42,19 @@ func LoadConfig(e *config.Env) Config {
 	return c
 }
 
-// Open connects a pool and pings it.
-func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+// Open connects a pool and pings it. Options such as WithMetrics adjust the pool first.
+func Open(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, errors.New("parse postgres url: invalid")
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = int32(cfg.MaxConns)
+	}
+	for _, opt := range opts {
+		if err := opt(pc); err != nil {
+			return nil, err
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -19,7 +19,8 @@ type Config struct {
 	Level  string // debug, info (default), warn, error
 }
 
-// NewLogger returns a JSON (or text) logger tagged with the service name.
+// NewLogger returns a JSON (or text) logger tagged with the service name. Records logged with
+// a context inside a span carry its trace_id and span_id (NewTraceHandler).
 func NewLogger(w io.Writer, service string, cfg Config) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(orDefault(cfg.Level, "info"))); err != nil {
@@ -35,7 +36,7 @@ func NewLogger(w io.Writer, service string, cfg Config) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("VIGIL_LOG_FORMAT: %q is not json or text", cfg.Format)
 	}
-	return slog.New(h).With("service", service), nil
+	return slog.New(NewTraceHandler(h)).With("service", service), nil
 }
 
 func orDefault(s, def string) string {

@@ -54,21 +54,27 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Built before the dependencies it observes; rebuild mode serves no /metrics and ignores it.
+	reg := telemetry.NewRegistry("feature-window", telemetry.Version())
 	rdb, err := redisclient.Open(ctx, cfg.Redis)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	if err := redisclient.Instrument(rdb, reg); err != nil {
+		return err
+	}
 	store := window.New(rdb, cfg.Redis.KeyPrefix)
-	pipe := pipeline.New(store, cfg.Features, cfg.Kafka.Topics.Features, cfg.ResultTTL, time.Now)
+	pipe := pipeline.New(store, cfg.Features, cfg.Kafka.Topics.Features, cfg.ResultTTL, time.Now,
+		pipeline.WithLogger(log), pipeline.WithMetrics(reg))
 	applier := &labels.Applier{Windows: store, Config: cfg.Features}
 	if mode == "rebuild" {
 		return rebuild(ctx, cfg, pipe, applier, log)
 	}
-	return serve(ctx, cfg, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, store, pipe, applier, log)
+	return serve(ctx, cfg, reg, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, store, pipe, applier, log)
 }
 
-func serve(ctx context.Context, cfg Config, ping func(context.Context) error, store *window.Store, pipe *pipeline.Pipeline, applier *labels.Applier, log *slog.Logger) error {
+func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(context.Context) error, store *window.Store, pipe *pipeline.Pipeline, applier *labels.Applier, log *slog.Logger) error {
 	log.Info("starting", "addr", cfg.Addr, "brokers", cfg.Kafka.Brokers, "in", cfg.Kafka.Topics.Tx,
 		"out", cfg.Kafka.Topics.Features, "labels", cfg.Kafka.Topics.Labels, "group", cfg.Group,
 		"transactional_id", cfg.TransactionalID, "redis", cfg.Redis.Addr,
@@ -78,7 +84,6 @@ func serve(ctx context.Context, cfg Config, ping func(context.Context) error, st
 		return err
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
-	reg := telemetry.NewRegistry("feature-window", telemetry.Version())
 	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
 	if err != nil {
 		return fmt.Errorf("kafka admin client: %w", err)

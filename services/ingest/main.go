@@ -82,7 +82,7 @@ func run(ctx context.Context) error {
 	}
 
 	// Opened first so they close last, after the HTTP server drained and the producer flushed.
-	pool, err := postgres.Open(ctx, cfg.Postgres)
+	pool, err := postgres.Open(ctx, cfg.Postgres, postgres.WithMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -92,6 +92,9 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = rdb.Close() }()
+	if err := redisclient.Instrument(rdb, reg); err != nil {
+		return err
+	}
 
 	producer, err := publish.New(cfg.Kafka.Brokers, cfg.Kafka.Topics.Tx)
 	if err != nil {

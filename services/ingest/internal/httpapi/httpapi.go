@@ -239,8 +239,13 @@ type submission struct {
 // Idempotency-Key; process does the rest.
 func (a *API) submit(op string, maxBody int64, process func(submission) response) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		// Continue the payment system's trace, so the Kafka record carries it downstream.
-		ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		// Continue the payment system's trace, so the Kafka record carries it downstream. Behind
+		// httpserver.Instrument the server span already continues it: nest under that span
+		// rather than beside it.
+		ctx := r.Context()
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			ctx = telemetry.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
 		ctx, span := a.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		resp := a.handleSubmit(ctx, span, w, r, maxBody, process)

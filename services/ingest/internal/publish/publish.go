@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
+
+const tracerName = "github.com/vigil-fraud/vigil/services/ingest/internal/publish"
 
 // Producer writes transactions to one topic with an idempotent, acks=all client.
 type Producer struct {
@@ -32,17 +35,35 @@ func New(brokers []string, topic string, opts ...kgo.Opt) (*Producer, error) {
 
 // Publish produces tx keyed by its account id, so one account's transactions stay ordered on
 // one partition, and returns once every in-sync replica has it: the caller's 202 is a
-// promise that the transaction will be scored. The record carries ctx's trace context.
+// promise that the transaction will be scored. The record carries the trace context of a
+// producer span, child of ctx's.
 func (p *Producer) Publish(ctx context.Context, tx *fraudv1.Transaction) error {
 	rec, err := kafka.NewRecord(p.topic, tx.GetAccountId(), tx)
 	if err != nil {
 		return err
 	}
-	telemetry.Inject(ctx, rec)
-	if err := p.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
+	ctx, span := p.startSpan(ctx, rec, tx)
+	err = p.cl.ProduceSync(ctx, rec).FirstErr()
+	if err != nil {
+		err = fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
 	}
-	return nil
+	p.endSpan(span, rec, err)
+	return err
+}
+
+// startSpan starts the producer span of tx and puts its context in rec's headers, so
+// feature-window's span of this record is its child.
+func (p *Producer) startSpan(ctx context.Context, rec *kgo.Record, tx *fraudv1.Transaction) (context.Context, trace.Span) {
+	ctx, span := telemetry.StartProducerSpan(ctx, tracerName, rec, "publish "+p.topic)
+	span.SetAttributes(telemetry.TransactionID(tx.GetId()))
+	return ctx, span
+}
+
+func (p *Producer) endSpan(span trace.Span, rec *kgo.Record, err error) {
+	if err == nil && span.IsRecording() {
+		span.SetAttributes(telemetry.RecordAttributes(rec)...)
+	}
+	telemetry.EndSpan(span, err)
 }
 
 // PublishAll produces txs concurrently and returns one error per transaction (nil when acked).
@@ -56,12 +77,13 @@ func (p *Producer) PublishAll(ctx context.Context, txs []*fraudv1.Transaction) [
 			errs[i] = err
 			continue
 		}
-		telemetry.Inject(ctx, rec)
+		sctx, span := p.startSpan(ctx, rec, tx)
 		wg.Add(1)
-		p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		p.cl.Produce(sctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil {
 				errs[i] = fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
 			}
+			p.endSpan(span, rec, errs[i])
 			wg.Done()
 		})
 	}
