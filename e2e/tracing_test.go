@@ -108,6 +108,7 @@ func attr(s *tracev1.Span, key string) (string, bool) {
 // traceChain is what one posted transaction's trace must hold.
 type traceChain struct {
 	server, producer, consumer *receivedSpan
+	scoring, sink, alerting    *receivedSpan
 }
 
 // chainOf finds, in trace tid, ingest's server span continuing the caller's span, ingest's
@@ -129,6 +130,26 @@ func chainOf(spans []receivedSpan, tid []byte, callerSpan []byte) traceChain {
 		case s.service == "feature-window" && s.GetName() == "feature-window process":
 			if p := byID[string(s.GetParentSpanId())]; p != nil && p.service == "ingest" {
 				c.consumer = s
+			}
+		}
+	}
+	if c.consumer != nil {
+		for _, s := range byID {
+			if s.service == "scoring" && s.GetName() == "scoring process" && bytes.Equal(s.GetParentSpanId(), c.consumer.GetSpanId()) {
+				c.scoring = s
+			}
+		}
+	}
+	if c.scoring != nil {
+		for _, s := range byID {
+			if !bytes.Equal(s.GetParentSpanId(), c.scoring.GetSpanId()) || !strings.HasSuffix(s.GetName(), " apply") {
+				continue
+			}
+			switch s.service {
+			case "scoring":
+				c.sink = s
+			case "alerting":
+				c.alerting = s
 			}
 		}
 	}
@@ -156,7 +177,7 @@ func TestTraceSpansIngestAndFeatureWindow(t *testing.T) {
 
 	bin := t.TempDir()
 	t0 := time.Now()
-	build(t, bin, "ingest", "feature-window")
+	build(t, bin, "ingest", "feature-window", "scoring", "alerting")
 	t.Logf("built ingest and feature-window in %s", time.Since(t0).Round(time.Millisecond))
 	// Everything after the build is bounded: start-up, posts and the wait for spans.
 	deadline := time.Now().Add(60 * time.Second)
@@ -184,8 +205,18 @@ func TestTraceSpansIngestAndFeatureWindow(t *testing.T) {
 	ingest := start(t, bin, "ingest", ingestAddr, with(
 		"VIGIL_INGEST_ADDR="+ingestAddr, "VIGIL_INGEST_API_KEYS=e2e:"+apiKey,
 		"VIGIL_INGEST_CARD_HMAC_KEY="+hmacKey))
+	scAddr, alAddr := freeAddr(t), freeAddr(t)
+	sc := start(t, bin, "scoring", scAddr, with(
+		"VIGIL_SCORING_ADDR="+scAddr,
+		"VIGIL_SCORING_GROUP="+run+"-sc", "VIGIL_SCORING_TRANSACTIONAL_ID="+run+"-sc-0",
+		"VIGIL_SCORING_SINK_GROUP="+run+"-sink"))
+	al := start(t, bin, "alerting", alAddr, with(
+		"VIGIL_ALERTING_ADDR="+alAddr, "VIGIL_ALERTING_GROUP="+run+"-al",
+		"VIGIL_ALERTING_API_TOKEN="+apiToken))
 	waitReady(t, fw)
 	waitReady(t, ingest)
+	waitReady(t, sc)
+	waitReady(t, al)
 
 	const n = 3
 	callerSpan, _ := hex.DecodeString("00f067aa0ba902b7")
@@ -223,7 +254,8 @@ func TestTraceSpansIngestAndFeatureWindow(t *testing.T) {
 		complete := 0
 		for i := range n {
 			chains[i] = chainOf(spans, traceIDs[i], callerSpan)
-			if chains[i].server != nil && chains[i].producer != nil && chains[i].consumer != nil {
+			if chains[i].server != nil && chains[i].producer != nil && chains[i].consumer != nil &&
+				chains[i].scoring != nil && chains[i].sink != nil && chains[i].alerting != nil {
 				complete++
 			}
 		}
@@ -300,6 +332,8 @@ func TestTraceSpansIngestAndFeatureWindow(t *testing.T) {
 
 	// Ingest's request logs carry the trace id of the request they belong to.
 	stop(t, ingest)
+	stop(t, al)
+	stop(t, sc)
 	stop(t, fw)
 	logs, err := os.ReadFile(ingest.log)
 	if err != nil {

@@ -40,7 +40,12 @@ func Instrument(reg prometheus.Registerer, service string) func(http.Handler) ht
 			requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
 			latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 		})
+		// otelhttp names the span again after the handler when r.Pattern is set, and chi sets it
+		// to the full route pattern: name it by the route there too, not by the method alone.
 		return otelhttp.NewHandler(counted, service, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Method + " " + r.Pattern
+			}
 			return r.Method
 		}))
 	}

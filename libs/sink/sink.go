@@ -15,9 +15,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vigil-fraud/vigil/libs/postgres"
+	"github.com/vigil-fraud/vigil/libs/telemetry"
 )
+
+const tracerName = "github.com/vigil-fraud/vigil/libs/sink"
 
 // Handler applies records inside tx. It only ever sees records not applied before. An error
 // rolls the batch back and it is retried; records that can never apply must be handled (dead
@@ -174,9 +178,15 @@ type tp struct {
 // apply writes one batch and its offsets in one transaction. Records below the stored offsets
 // (a replay after a crash between Postgres commit and anything else) are dropped first, under a
 // row lock, so two consumers racing on one partition cannot both apply them.
-func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (int, error) {
-	applied := 0
-	err := postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (applied int, err error) {
+	var spans []trace.Span
+	// One span per record written, ended once the Postgres transaction settled.
+	defer func() {
+		for _, span := range spans {
+			telemetry.EndSpan(span, err)
+		}
+	}()
+	err = postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		next := map[tp]int64{}
 		for _, r := range recs {
 			k := tp{r.Topic, r.Partition}
@@ -205,6 +215,10 @@ func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (int, error) {
 		}
 		if len(fresh) == 0 {
 			return nil
+		}
+		for _, r := range fresh {
+			_, span := telemetry.StartConsumerSpan(ctx, tracerName, r, s.cfg.Name+" apply")
+			spans = append(spans, span)
 		}
 		if err := s.handler(ctx, tx, fresh); err != nil {
 			return err

@@ -70,7 +70,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	log.Info("starting", "addr", cfg.Addr, "brokers", cfg.Kafka.Brokers, "in", cfg.Kafka.Topics.Decisions, "labels", cfg.Kafka.Topics.Labels,
 		"group", cfg.SinkName, "metrics_sources", len(cfg.MetricsSources), "api_token", config.Mask(cfg.APIToken), "webhook_allow_loopback", cfg.WebhookAllowLocal)
 
-	pool, err := postgres.Open(ctx, cfg.Postgres)
+	reg := telemetry.NewRegistry("alerting", telemetry.Version())
+	pool, err := postgres.Open(ctx, cfg.Postgres, postgres.WithMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
-	reg := telemetry.NewRegistry("alerting", telemetry.Version())
 	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
 	if err != nil {
 		return fmt.Errorf("kafka admin client: %w", err)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
@@ -88,9 +90,14 @@ func New(deps Deps, p decide.Policy, b Budgets, outTopic string, now func() time
 	return &Pipeline{deps: deps, policy: p, budgets: b, outTopic: outTopic, now: now, log: log}
 }
 
+const tracerName = "github.com/vigil-fraud/vigil/services/scoring/internal/pipeline"
+
 type item struct {
 	et  *fraudv1.EnrichedTransaction
 	src *kgo.Record
+	// ctx holds this record's span; the decision record continues the trace from it.
+	ctx  context.Context
+	span trace.Span
 }
 
 // Transform is a kafka.Transform. Undecodable records and records of another feature schema go
@@ -101,19 +108,30 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 	out := make([]*kgo.Record, 0, len(in))
 	items := make([]item, 0, len(in))
 	vectors := make([][]float64, 0, len(in))
+	// Spans still open when Transform returns early (an error aborts the batch) end here;
+	// ending an ended span is a no-op.
+	defer func() {
+		for _, it := range items {
+			it.span.End()
+		}
+	}()
 	for _, r := range in {
+		sctx, span := telemetry.StartConsumerSpan(ctx, tracerName, r, "scoring process")
 		et := &fraudv1.EnrichedTransaction{}
 		if err := kafka.Decode(r, et); err != nil {
 			out = append(out, kafka.DeadLetter(r, err))
 			p.Stats.DeadLettered.Add(1)
+			telemetry.EndSpan(span, err)
 			continue
 		}
 		if err := check(et, models.Primary); err != nil {
 			out = append(out, kafka.DeadLetter(r, err))
 			p.Stats.DeadLettered.Add(1)
+			telemetry.EndSpan(span, err)
 			continue
 		}
-		items = append(items, item{et, r})
+		span.SetAttributes(telemetry.TransactionID(et.GetTransaction().GetId()))
+		items = append(items, item{et, r, sctx, span})
 		vectors = append(vectors, et.GetFeatures().GetValues())
 	}
 	if len(items) == 0 {
@@ -163,6 +181,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		d, err := decide.Decide(in, rs, p.policy, now)
 		if err != nil {
 			// A rule failing at run time on this input fails every retry too.
+			telemetry.EndSpan(it.span, err)
 			out = append(out, kafka.DeadLetter(it.src, err))
 			p.Stats.DeadLettered.Add(1)
 			continue
@@ -178,7 +197,9 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		if err != nil {
 			return nil, err
 		}
-		telemetry.Inject(telemetry.Extract(ctx, it.src), rec)
+		telemetry.Inject(it.ctx, rec)
+		it.span.SetAttributes(attribute.String("vigil.action", d.GetAction().String()))
+		it.span.End()
 		out = append(out, rec)
 		decided = append(decided, d)
 		p.Stats.Decisions.Add(1)
