@@ -84,10 +84,16 @@ down: ## stop the demo services and the infrastructure
 # Integration tests write screenshots and other artifacts here.
 export VIGIL_TEST_ARTIFACTS ?= $(CURDIR)/.artifacts
 test: ## everything: proto freshness, lint, unit, integration and end-to-end on the real infrastructure, short fuzzing
-	@$(MAKE) --no-print-directory proto-check lint
+	@$(MAKE) --no-print-directory proto-check lint check-observability
 	@$(MAKE) --no-print-directory infra-up
 	@$(WITH_INFRA) go test -count=1 -timeout 20m $(GO_TEST_FLAGS) work
 	@$(MAKE) --no-print-directory fuzz
+
+.PHONY: check-observability
+check-observability: ## parse the Prometheus config and alert rules (PromQL included) with promtool
+	@promtool check config deploy/observability/prometheus/prometheus.yml >/dev/null
+	@promtool check rules deploy/observability/prometheus/rules/*.yml >/dev/null
+	@echo "prometheus config and rules ok"
 
 FUZZTIME ?= 10s
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)

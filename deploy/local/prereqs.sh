@@ -14,6 +14,8 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v curl >/dev/null || missing+=(curl)
 command -v make >/dev/null || missing+=(make)
+# promtool parses the Prometheus config and the PromQL of the alert rules.
+command -v promtool >/dev/null || missing+=(prometheus)
 # The analyst UI is tested in a real headless browser.
 command -v chromium >/dev/null || missing+=(chromium)
 
