@@ -24,7 +24,8 @@ build: ## build every service and vigilctl into var/bin
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
 	@go build -o $(BIN)/vigilctl ./cmd/vigilctl
 	@go build -o $(BIN)/vigil-send ./loadtest/cmd/vigil-send
-	@echo "built into $(BIN): $(SERVICES) vigilctl vigil-send"
+	@go build -o $(BIN)/vigil-load ./loadtest/cmd/vigil-load
+	@echo "built into $(BIN): $(SERVICES) vigilctl vigil-send vigil-load"
 
 .PHONY: proto
 proto: ## regenerate proto/gen from proto/fraud/v1
@@ -80,7 +81,7 @@ down: ## stop the demo services and the infrastructure
 
 ## ---------------------------------------------------------------- test
 
-.PHONY: test test-unit test-integration fuzz bench bench-ingest bench-feature-window bench-scoring bench-alerting models-eval
+.PHONY: test test-unit test-integration fuzz bench bench-full bench-micro bench-ingest bench-feature-window bench-scoring bench-alerting models-eval
 # Integration tests write screenshots and other artifacts here.
 export VIGIL_TEST_ARTIFACTS ?= $(CURDIR)/.artifacts
 test: ## everything: proto freshness, lint, unit, integration and end-to-end on the real infrastructure, short fuzzing
@@ -105,7 +106,15 @@ test-unit: ## fast tests only (no broker, Redis or Postgres)
 test-integration: infra-up ## all tests against the real infrastructure, without lint and fuzzing
 	@$(WITH_INFRA) go test -count=1 -timeout 20m $(GO_TEST_FLAGS) work
 
-bench: infra-up ## short benchmarks against the real infrastructure, with raw baselines
+bench: infra-up build ## smoke load test (≤ 5 min): 4 services, open-loop 200 tx/s for 30 s, checker, raw baselines; fails only on errors or lost transactions
+	@$(WITH_INFRA) $(BIN)/vigil-load run --bin $(BIN) --rate 200 --duration 30s --warmup 5s --timeout 5m --results loadtest/results
+
+bench-full: infra-up build ## full benchmark: find-max ladder, SLO 100 ms, baselines, plots; rewrites docs/benchmarks.md
+	@$(WITH_INFRA) $(BIN)/vigil-load run --bin $(BIN) --find-max --find-past-slo --find-start 125 --find-factor 2 --find-step 20s \
+		--warmup 10s --slo 100ms --timeout 15m --results loadtest/results --docs docs/benchmarks.md \
+		$$(test -f $(VAR)/handbook/lr.json && echo --service-env VIGIL_SCORING_MODEL_PATH=$(VAR)/handbook/lr.json)
+
+bench-micro: infra-up ## go test benchmarks against the real infrastructure, with raw baselines
 	@$(WITH_INFRA) go test -run '^$$' -bench . -benchtime 2000x -count 1 \
 		./libs/... ./services/feature-window/... ./services/scoring/...
 

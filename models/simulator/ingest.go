@@ -69,7 +69,8 @@ func ToIngest(t Transaction, offset time.Duration) IngestRequest {
 		MerchantID:    MerchantID(t.TerminalID),
 		TerminalID:    TerminalID(t.TerminalID),
 		MCC:           "5411",
-		AmountMinor:   int64(t.Amount*100 + 0.5),
+		// Ingest rejects 0: a simulated amount under half a cent is sent as one cent.
+		AmountMinor:   max(1, int64(t.Amount*100+0.5)),
 		Currency:      "EUR",
 		Country:       "FR",
 		Channel:       "card_present",

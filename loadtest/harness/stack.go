@@ -1,0 +1,277 @@
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/libs/postgres"
+)
+
+// Infra is where the shared broker, Redis and Postgres are (from deploy/local/infra.sh env).
+type Infra struct {
+	Brokers     []string
+	RedisAddr   string
+	PostgresURL string // admin URL: the run creates its own database next to it
+}
+
+// Stack names what the pipeline under test uses, whether the harness started it or not.
+type Stack struct {
+	IngestURL   string
+	PostgresURL string
+	Topics      kafka.Topics
+	EOSGroups   []string // consumer groups committing to Kafka (feature-window, scoring)
+	PGConsumers []string // sinks keeping offsets in Postgres' kafka_offsets (decision sink, alerting)
+	Keys        []APIKey
+	RedisPrefix string
+	stop        []func()
+}
+
+// Close stops the services (SIGTERM, reverse start order) and removes topics and database.
+func (s *Stack) Close() {
+	for i := len(s.stop) - 1; i >= 0; i-- {
+		s.stop[i]()
+	}
+	s.stop = nil
+}
+
+// StackConfig sets up a fresh pipeline.
+type StackConfig struct {
+	BinDir      string
+	Run         string // unique run name: prefix of topics, groups, Redis keys and the database
+	Partitions  int
+	Keys        int    // bootstrap API keys (one source each)
+	LogDir      string // services' logs
+	Keep        bool   // keep topics and database after Close (for inspection)
+	ExtraEnv    []string
+	MaxEventAge time.Duration
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// StartStack creates fresh topics, a fresh migrated database and a Redis key prefix, starts
+// ingest, feature-window, scoring and alerting from cfg.BinDir and waits until each is ready.
+func StartStack(ctx context.Context, in Infra, cfg StackConfig, log *slog.Logger) (*Stack, error) {
+	s := &Stack{RedisPrefix: cfg.Run + ":"}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	s.Topics = kafka.Topics{Tx: cfg.Run + ".tx.v1", Features: cfg.Run + ".features.v1", Decisions: cfg.Run + ".decisions.v1", Labels: cfg.Run + ".labels.v1"}
+	admin, err := kgo.NewClient(kgo.SeedBrokers(in.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	if err := kafka.EnsureTopics(ctx, admin, cfg.Partitions, s.Topics.All()...); err != nil {
+		admin.Close()
+		return nil, err
+	}
+	s.stop = append(s.stop, func() {
+		defer admin.Close()
+		if cfg.Keep {
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = kadm.NewClient(admin).DeleteTopics(dctx, s.Topics.All()...)
+	})
+	dbName := strings.ReplaceAll(cfg.Run, "-", "_")
+	dbURL, drop, err := freshDatabase(ctx, in.PostgresURL, dbName)
+	if err != nil {
+		return nil, err
+	}
+	s.PostgresURL = dbURL
+	s.stop = append(s.stop, func() {
+		if !cfg.Keep {
+			drop()
+		}
+	})
+
+	var keyList []string
+	for i := range cfg.Keys {
+		k := APIKey{Source: fmt.Sprintf("load%d", i), Key: "sk_load_" + randomHex(16)}
+		s.Keys = append(s.Keys, k)
+		keyList = append(keyList, k.Source+":"+k.Key)
+	}
+	fw, sc, sink, al := cfg.Run+"-fw", cfg.Run+"-sc", cfg.Run+"-sink", cfg.Run+"-al"
+	s.EOSGroups, s.PGConsumers = []string{fw, sc}, []string{sink, al}
+	common := []string{
+		"VIGIL_KAFKA_BROKERS=" + strings.Join(in.Brokers, ","),
+		"VIGIL_TOPIC_TX=" + s.Topics.Tx, "VIGIL_TOPIC_FEATURES=" + s.Topics.Features,
+		"VIGIL_TOPIC_DECISIONS=" + s.Topics.Decisions, "VIGIL_TOPIC_LABELS=" + s.Topics.Labels,
+		"VIGIL_POSTGRES_URL=" + dbURL, "VIGIL_REDIS_ADDR=" + in.RedisAddr, "VIGIL_REDIS_KEY_PREFIX=" + s.RedisPrefix,
+		"VIGIL_LOG_LEVEL=warn",
+	}
+	addr := map[string]string{}
+	for _, n := range []string{"ingest", "feature-window", "scoring", "alerting"} {
+		if addr[n], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	maxAge := cfg.MaxEventAge
+	if maxAge <= 0 {
+		maxAge = 720 * time.Hour
+	}
+	specs := []struct {
+		name string
+		env  []string
+	}{
+		{"feature-window", []string{"VIGIL_FEATURE_WINDOW_ADDR=" + addr["feature-window"], "VIGIL_FEATURE_WINDOW_GROUP=" + fw,
+			"VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID=" + fw + "-0"}},
+		{"scoring", []string{"VIGIL_SCORING_ADDR=" + addr["scoring"], "VIGIL_SCORING_GROUP=" + sc,
+			"VIGIL_SCORING_TRANSACTIONAL_ID=" + sc + "-0", "VIGIL_SCORING_SINK_GROUP=" + sink}},
+		{"alerting", []string{"VIGIL_ALERTING_ADDR=" + addr["alerting"], "VIGIL_ALERTING_GROUP=" + al,
+			"VIGIL_ALERTING_API_TOKEN=" + randomHex(16)}},
+		{"ingest", []string{"VIGIL_INGEST_ADDR=" + addr["ingest"], "VIGIL_INGEST_API_KEYS=" + strings.Join(keyList, ","),
+			"VIGIL_INGEST_CARD_HMAC_KEY=" + randomHex(32),
+			// The harness measures the pipeline, not the per-key limiter.
+			"VIGIL_INGEST_RATE_LIMIT=0", "VIGIL_INGEST_MAX_IN_FLIGHT=20000",
+			"VIGIL_INGEST_MAX_EVENT_AGE=" + maxAge.String()}},
+	}
+	for _, sp := range specs {
+		env := append(append(append([]string(nil), common...), sp.env...), cfg.ExtraEnv...)
+		stop, err := startService(ctx, filepath.Join(cfg.BinDir, sp.name), sp.name, addr[sp.name], env, cfg.LogDir, log)
+		if err != nil {
+			return nil, err
+		}
+		s.stop = append(s.stop, stop)
+	}
+	s.IngestURL = "http://" + addr["ingest"]
+	ok = true
+	return s, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startService runs one binary with env (the parent's environment is not inherited beyond
+// PATH and HOME, so a stray VIGIL_* of the caller cannot change the run) and waits for /readyz.
+func startService(ctx context.Context, bin, name, addr string, env []string, logDir string, log *slog.Logger) (func(), error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("--bin: %s: %w (run `make build`)", bin, err)
+	}
+	out := io.Discard
+	var f *os.File
+	if logDir != "" {
+		var err error
+		if f, err = os.Create(filepath.Join(logDir, name+".log")); err != nil {
+			return nil, err
+		}
+		out = f
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Warn("service exited uncleanly", "service", name, "err", err)
+			}
+		case <-time.After(30 * time.Second):
+			log.Warn("service did not stop within 30s; killing", "service", name)
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				log.Info("service ready", "service", name, "addr", addr, "pid", cmd.Process.Pid)
+				return stop, nil
+			}
+		}
+		select {
+		case err := <-done:
+			if f != nil {
+				f.Close()
+			}
+			return nil, fmt.Errorf("%s exited during start-up (%v); see %s.log", name, err, name)
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	stop()
+	return nil, fmt.Errorf("%s not ready at %s within 60s", name, addr)
+}
+
+// freshDatabase creates and migrates a database, so the run never touches shared tables.
+func freshDatabase(ctx context.Context, adminURL, name string) (string, func(), error) {
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		admin.Close(ctx)
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	drop := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = admin.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		admin.Close(dctx)
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		drop()
+		return "", nil, errors.New("VIGIL_POSTGRES_URL is not a URL")
+	}
+	u.Path = "/" + name
+	pool, err := postgres.Open(ctx, postgres.Config{URL: u.String(), MaxConns: 2})
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	_, err = postgres.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	pool.Close()
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	return u.String(), drop, nil
+}
