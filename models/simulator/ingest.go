@@ -70,13 +70,13 @@ func ToIngest(t Transaction, offset time.Duration) IngestRequest {
 		TerminalID:    TerminalID(t.TerminalID),
 		MCC:           "5411",
 		// Ingest rejects 0: a simulated amount under half a cent is sent as one cent.
-		AmountMinor:   max(1, int64(t.Amount*100+0.5)),
-		Currency:      "EUR",
-		Country:       "FR",
-		Channel:       "card_present",
-		DeviceID:      "pos-" + strconv.Itoa(t.TerminalID),
-		IP:            "10.0." + strconv.Itoa(t.TerminalID/256%256) + "." + strconv.Itoa(t.TerminalID%256),
-		EventTime:     t.Time.Add(offset).UTC().Format(time.RFC3339),
+		AmountMinor: max(1, int64(t.Amount*100+0.5)),
+		Currency:    "EUR",
+		Country:     "FR",
+		Channel:     "card_present",
+		DeviceID:    "pos-" + strconv.Itoa(t.TerminalID),
+		IP:          "10.0." + strconv.Itoa(t.TerminalID/256%256) + "." + strconv.Itoa(t.TerminalID%256),
+		EventTime:   t.Time.Add(offset).UTC().Format(time.RFC3339),
 	}
 }
 
