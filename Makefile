@@ -124,7 +124,7 @@ bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go pr
 	@$(WITH_INFRA) go run ./loadtest/ingestbench --ingest-bin $(BIN)/ingest
 
 bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency
-	@$(WITH_INFRA) go run ./loadtest/fwbench
+	@$(WITH_INFRA) cd loadtest && go run ./fwbench
 
 bench-scoring: infra-up ## scoring vs raw EOS relay, decision sink vs row-by-row, model µs/tx
 	@$(WITH_INFRA) go run ./loadtest/scoringbench -n 5000 -timeout 60s
