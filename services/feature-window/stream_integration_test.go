@@ -383,7 +383,7 @@ func TestKillNineExactlyOnce(t *testing.T) {
 		"VIGIL_TOPIC_TX="+e.topics.Tx, "VIGIL_TOPIC_FEATURES="+e.topics.Features, "VIGIL_TOPIC_LABELS="+e.topics.Labels,
 		"VIGIL_TOPIC_DECISIONS="+e.topics.Decisions, "VIGIL_FEATURE_WINDOW_ADDR=127.0.0.1:0",
 		"VIGIL_FEATURE_WINDOW_GROUP="+e.group, "VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID="+e.group+"-0",
-		"VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS=20", "VIGIL_LOG_LEVEL=warn",
+		"VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS=50", "VIGIL_LOG_LEVEL=warn",
 		"VIGIL_FEATURE_WINDOW_INSTANCE_ID="+e.group+"-0", "VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT=6s")
 	startProc := func() *exec.Cmd {
 		cmd := exec.Command(bin)
@@ -419,7 +419,9 @@ func TestKillNineExactlyOnce(t *testing.T) {
 		cmd = startProc()
 	}
 	<-stopProduce
-	got, seen := e.readFeatures(t, len(e.wantTx), 50*time.Second)
+	// Generous: on a shared 2-core CI box the last process may still be catching up; the
+	// assertion is exactly-once and equality, not speed.
+	got, seen := e.readFeatures(t, len(e.wantTx), 150*time.Second)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	e.check(t, got, seen)
