@@ -161,9 +161,12 @@ func TestIntegrationIdempotency(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, nil)
 	idem := http.Header{"Idempotency-Key": {"order-77"}}
-	first := s.do(t, http.MethodPost, "/v1/transactions", itEnvKey, itBody("idem-1"), idem)
+	// One body for both sends: itBody stamps the current second, and a replay must be
+	// byte-for-byte the same request.
+	body1 := itBody("idem-1")
+	first := s.do(t, http.MethodPost, "/v1/transactions", itEnvKey, body1, idem)
 	wantStatus(t, first, http.StatusAccepted)
-	replay := s.do(t, http.MethodPost, "/v1/transactions", itEnvKey, itBody("idem-1"), idem)
+	replay := s.do(t, http.MethodPost, "/v1/transactions", itEnvKey, body1, idem)
 	wantStatus(t, replay, http.StatusAccepted)
 	if replay.Body.String() != first.Body.String() || replay.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("replay %q %s, first %s", replay.Header().Get("Idempotent-Replayed"), replay.Body.String(), first.Body.String())
