@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -106,4 +107,15 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	})
+}
+
+// RegisterLag registers a LagCollector for groups on reg, over an admin client of its own.
+// Call close when the service stops.
+func RegisterLag(reg prometheus.Registerer, brokers []string, groups ...string) (close func(), err error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, fmt.Errorf("kafka admin client: %w", err)
+	}
+	reg.MustRegister(NewLagCollector(cl, groups...))
+	return cl.Close, nil
 }

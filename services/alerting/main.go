@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-fraud/vigil/libs/config"
@@ -82,12 +81,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
-	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+	closeLag, err := kafka.RegisterLag(reg, cfg.Kafka.Brokers, cfg.SinkName)
 	if err != nil {
-		return fmt.Errorf("kafka admin client: %w", err)
+		return err
 	}
-	defer admin.Close()
-	reg.MustRegister(kafka.NewLagCollector(admin, cfg.SinkName))
+	defer closeLag()
 
 	st := store.New(pool, log)
 	alertSink, err := sink.New(sink.Config{

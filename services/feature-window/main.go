@@ -84,12 +84,11 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 		return err
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
-	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+	closeLag, err := kafka.RegisterLag(reg, cfg.Kafka.Brokers, cfg.Group, cfg.LabelsGroup)
 	if err != nil {
-		return fmt.Errorf("kafka admin client: %w", err)
+		return err
 	}
-	defer admin.Close()
-	reg.MustRegister(kafka.NewLagCollector(admin, cfg.Group, cfg.LabelsGroup))
+	defer closeLag()
 	extra := []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}
 	if cfg.InstanceID != "" {
 		extra = append(extra, kgo.InstanceID(cfg.InstanceID))

@@ -129,16 +129,15 @@ func run(ctx context.Context) error {
 	r.Get("/livez", health.Live())
 	r.Get("/readyz", health.Ready())
 	registerMetrics(reg, pipe, loop, models)
-	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
-	if err != nil {
-		return fmt.Errorf("kafka admin client: %w", err)
-	}
-	defer admin.Close()
 	lagGroups := []string{cfg.Group}
 	if cfg.SinkEnabled {
 		lagGroups = append(lagGroups, cfg.SinkName)
 	}
-	reg.MustRegister(kafka.NewLagCollector(admin, lagGroups...))
+	closeLag, err := kafka.RegisterLag(reg, cfg.Kafka.Brokers, lagGroups...)
+	if err != nil {
+		return err
+	}
+	defer closeLag()
 	srv, err := httpserver.Listen(httpserver.Config{Addr: cfg.Addr}, httpserver.WithMetrics(reg, "scoring", r), log)
 	if err != nil {
 		return err
