@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -55,16 +54,9 @@ func NewCallTracer(reg prometheus.Registerer) (*CallTracer, error) {
 		// The shared buckets: every service's series of this name must aggregate by le.
 		Buckets: telemetry.LatencyBuckets,
 	}, []string{"op"})
-	if err := reg.Register(latency); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("register postgres metrics: %w", err)
-		}
-		existing, ok := are.ExistingCollector.(*prometheus.HistogramVec)
-		if !ok {
-			return nil, fmt.Errorf("register postgres metrics: %w", err)
-		}
-		latency = existing
+	latency, err := telemetry.RegisterOrReuse(reg, latency)
+	if err != nil {
+		return nil, fmt.Errorf("register postgres metrics: %w", err)
 	}
 	return &CallTracer{latency: latency}, nil
 }

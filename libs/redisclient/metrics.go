@@ -2,7 +2,6 @@ package redisclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -44,16 +43,9 @@ func NewHook(reg prometheus.Registerer) (*Hook, error) {
 		// The shared buckets: every service's series of this name must aggregate by le.
 		Buckets: telemetry.LatencyBuckets,
 	}, []string{"op"})
-	if err := reg.Register(latency); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("register redis metrics: %w", err)
-		}
-		existing, ok := are.ExistingCollector.(*prometheus.HistogramVec)
-		if !ok {
-			return nil, fmt.Errorf("register redis metrics: %w", err)
-		}
-		latency = existing
+	latency, err := telemetry.RegisterOrReuse(reg, latency)
+	if err != nil {
+		return nil, fmt.Errorf("register redis metrics: %w", err)
 	}
 	return &Hook{latency: latency}, nil
 }

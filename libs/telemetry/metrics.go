@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,3 +33,20 @@ func MetricsHandler(reg *prometheus.Registry) http.Handler {
 
 // LatencyBuckets suit request and transaction latencies from 0.5 ms to 10 s.
 var LatencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// RegisterOrReuse registers h with reg, or returns the histogram registered before under the
+// same name, labels and help, so several clients, pools or packages of one service can share
+// one series set (the Redis and Postgres call-latency histograms are registered this way).
+func RegisterOrReuse(reg prometheus.Registerer, h *prometheus.HistogramVec) (*prometheus.HistogramVec, error) {
+	err := reg.Register(h)
+	if err == nil {
+		return h, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+			return existing, nil
+		}
+	}
+	return nil, err
+}

@@ -10,7 +10,6 @@
 package metrics
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -126,17 +125,11 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 }
 
 func registerOrReuse(reg prometheus.Registerer, h *prometheus.HistogramVec) (*prometheus.HistogramVec, error) {
-	err := reg.Register(h)
-	if err == nil {
-		return h, nil
+	h, err := telemetry.RegisterOrReuse(reg, h)
+	if err != nil {
+		return nil, fmt.Errorf("register scoring metrics: %w", err)
 	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
-			return existing, nil
-		}
-	}
-	return nil, fmt.Errorf("register scoring metrics: %w", err)
+	return h, nil
 }
 
 // collectors are the series Collect serves; the Redis and Postgres histograms are registered
