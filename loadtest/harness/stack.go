@@ -100,7 +100,7 @@ func StartStack(ctx context.Context, in Infra, cfg StackConfig, log *slog.Logger
 		_, _ = kadm.NewClient(admin).DeleteTopics(dctx, s.Topics.All()...)
 	})
 	dbName := strings.ReplaceAll(cfg.Run, "-", "_")
-	dbURL, drop, err := freshDatabase(ctx, in.PostgresURL, dbName)
+	dbURL, drop, err := FreshDatabase(ctx, in.PostgresURL, dbName)
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +240,9 @@ func startService(ctx context.Context, bin, name, addr string, env []string, log
 	return nil, fmt.Errorf("%s not ready at %s within 60s", name, addr)
 }
 
-// freshDatabase creates and migrates a database, so the run never touches shared tables.
-func freshDatabase(ctx context.Context, adminURL, name string) (string, func(), error) {
+// FreshDatabase creates and migrates a database named name, so a run never touches shared
+// tables, and returns its URL and a function that drops it.
+func FreshDatabase(ctx context.Context, adminURL, name string) (string, func(), error) {
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return "", nil, fmt.Errorf("connect postgres: %w", err)

@@ -18,11 +18,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -33,13 +31,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
-	"github.com/vigil-fraud/vigil/libs/postgres"
+	"github.com/vigil-fraud/vigil/loadtest/harness"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
@@ -133,7 +130,7 @@ func run(ctx context.Context, args []string) error {
 		_, _ = kadm.NewClient(admin).DeleteTopics(dctx, topic)
 	}()
 
-	dbURL, dropDB, err := freshDatabase(ctx, o.postgresURL, "bench_ingest_"+runID)
+	dbURL, dropDB, err := harness.FreshDatabase(ctx, o.postgresURL, "bench_ingest_"+runID)
 	if err != nil {
 		return err
 	}
@@ -243,42 +240,6 @@ func numCPU() int {
 		n = bytes.Count(b, []byte("processor\t:"))
 	}
 	return n
-}
-
-// freshDatabase creates and migrates a database, so the bench never touches shared tables.
-func freshDatabase(ctx context.Context, adminURL, name string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect postgres: %w", err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close(ctx)
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = admin.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		admin.Close(dctx)
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		drop()
-		return "", nil, errors.New("VIGIL_POSTGRES_URL is not a URL")
-	}
-	u.Path = "/" + name
-	pool, err := postgres.Open(ctx, postgres.Config{URL: u.String(), MaxConns: 2})
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	_, err = postgres.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
-	pool.Close()
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	return u.String(), drop, nil
 }
 
 func freePort() (string, error) {

@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
+	"github.com/vigil-fraud/vigil/loadtest/harness"
 	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
@@ -115,7 +115,7 @@ func run(n int, budget time.Duration, pkg string) error {
 	}
 
 	// 2. The scoring binary, sink off: decisions/s.
-	dbURL, dropDB, err := freshDatabase(ctx, e.pgURL, run)
+	dbURL, dropDB, err := harness.FreshDatabase(ctx, e.pgURL, run)
 	if err != nil {
 		return err
 	}
@@ -314,40 +314,4 @@ func stop(cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
-}
-
-// freshDatabase creates and migrates a database for this run and returns a drop function.
-func freshDatabase(ctx context.Context, adminURL, run string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, err
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+run); err != nil {
-		return "", nil, err
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, errors.New("VIGIL_POSTGRES_URL is not a URL")
-	}
-	u.Path = "/" + run
-	drop := func() {
-		c, err := pgx.Connect(context.Background(), adminURL)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+run+" WITH (FORCE)")
-	}
-	pool, err := postgres.Open(ctx, postgres.Config{URL: u.String(), MaxConns: 2})
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool, slog.New(slog.DiscardHandler)); err != nil {
-		drop()
-		return "", nil, err
-	}
-	return u.String(), drop, nil
 }
