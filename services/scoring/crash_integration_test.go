@@ -90,12 +90,14 @@ func TestIntegrationCrashExactlyOnce(t *testing.T) {
 	dir := t.TempDir()
 	t0 := time.Now()
 	bin := filepath.Join(dir, "scoring")
-	// The build is outside the 60 s budget of the crash test itself.
+	// The build is outside the budget of the crash test itself.
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	t.Logf("built in %s", time.Since(t0).Round(time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Generous: on a shared 2-core CI box the last process may still be catching up; the
+	// assertions are exactly-once and explain, not speed.
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	modelPath, shadowPath := filepath.Join(dir, "model.json"), filepath.Join(dir, "shadow.json")
 	if err := testArtifact("lr-crash-1").Save(modelPath); err != nil {
