@@ -33,6 +33,16 @@ type EOSConfig struct {
 	ExtraOpts []kgo.Opt
 	// Metrics, when set, receives the loop's Prometheus series.
 	Metrics prometheus.Registerer
+
+	// Committed, when set, runs after each committed transaction with its input records, in the
+	// loop's goroutine before the next poll: where a transform checkpoints state it derived from
+	// committed input.
+	Committed func(ctx context.Context, in []*kgo.Record)
+	// Aborted, when set, runs in the loop's goroutine after each transaction that did not
+	// commit and when a session ends: state derived from input since the last commit is void.
+	Aborted func()
+	// Revoked, when set, runs when partitions are revoked or lost, from the client's goroutine.
+	Revoked func()
 }
 
 // EOSStats counts what the loop did; read with Load.
@@ -87,6 +97,10 @@ func (e *EOS) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 	}, e.cfg.ExtraOpts...)
+	if e.cfg.Revoked != nil {
+		revoked := func(context.Context, *kgo.Client, map[string][]int32) { e.cfg.Revoked() }
+		opts = append(opts, kgo.OnPartitionsRevoked(revoked), kgo.OnPartitionsLost(revoked))
+	}
 	return kgo.NewGroupTransactSession(opts...)
 }
 
@@ -100,6 +114,7 @@ func (e *EOS) Run(ctx context.Context) error {
 		}
 		err = e.runSession(ctx, sess)
 		sess.Close()
+		e.aborted()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -154,6 +169,7 @@ func (e *EOS) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs
 			return fmt.Errorf("abort transaction: %w", err)
 		}
 		e.Stats.Aborted.Add(1)
+		e.aborted()
 		e.metrics.observe(false, len(recs), nil, time.Since(began))
 		select {
 		case <-ctx.Done():
@@ -168,15 +184,26 @@ func (e *EOS) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs
 	produceErr := promise.Err()
 	committed, err := sess.End(tctx, kgo.TransactionEndTry(produceErr == nil))
 	if err != nil {
+		e.aborted()
 		return fmt.Errorf("end transaction: %w", err)
 	}
 	e.metrics.observe(committed, len(recs), out, time.Since(began))
 	if !committed {
 		e.Stats.Aborted.Add(1)
+		e.aborted()
 		e.log.Warn("transaction aborted; input will be reprocessed", "records", len(recs), "produce_err", produceErr)
 		return nil
 	}
 	e.Stats.Committed.Add(1)
 	e.Stats.Records.Add(int64(len(recs)))
+	if e.cfg.Committed != nil {
+		e.cfg.Committed(ctx, recs)
+	}
 	return nil
+}
+
+func (e *EOS) aborted() {
+	if e.cfg.Aborted != nil {
+		e.cfg.Aborted()
+	}
 }

@@ -184,25 +184,19 @@ func TestLateness(t *testing.T) {
 	}
 }
 
-func TestTileTTLCoversWindowAndLateness(t *testing.T) {
+func TestTTLsCoverWhatIsRead(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		w, tile, late, want time.Duration
-	}{
-		{time.Hour, 5 * time.Minute, 0, time.Hour + 5*time.Minute + margin},
-		{30 * day, day, time.Hour, 31*day + 2*time.Hour},
-	}
-	for _, tt := range tests {
-		got := TileTTL(tt.w, tt.tile, tt.late)
-		if got != tt.want || got < tt.w+tt.tile+tt.late {
-			t.Errorf("TileTTL(%v, %v, %v) = %v, want %v", tt.w, tt.tile, tt.late, got, tt.want)
+	for _, cfg := range []Config{DefaultConfig(), {LabelDelay: 3 * day, AllowedLateness: 0}} {
+		// The 30-day window of day tiles reaches back up to 31 days before the event.
+		if got := AccountTTL(cfg); got < 31*day+cfg.AllowedLateness {
+			t.Errorf("AccountTTL(%+v) = %v", cfg, got)
 		}
-	}
-	// Every TTL a plan sets outlives the window it serves.
-	p := TxPlan(DefaultConfig(), Event{AccountID: "a", CardToken: "c", DeviceID: "d", TerminalID: "t", EventTime: wed})
-	for _, op := range p.Writes {
-		if op.Kind == OpTTL && time.Duration(op.Num)*time.Millisecond < 10*time.Minute+DefaultConfig().AllowedLateness {
-			t.Errorf("key %s ttl %d ms too short", p.Keys[op.Key], op.Num)
+		// Terminal reads reach 30 days behind a newest day ceil(delay)+1 days back.
+		if got := LabelTTL(cfg); got < cfg.LabelDelay+32*day {
+			t.Errorf("LabelTTL(%+v) = %v", cfg, got)
+		}
+		if got := DeviceTTL(cfg); got < day+cfg.AllowedLateness {
+			t.Errorf("DeviceTTL(%+v) = %v", cfg, got)
 		}
 	}
 }
@@ -214,9 +208,8 @@ func TestPruningKeepsWhatLaterEventsRead(t *testing.T) {
 	for i := range 200 {
 		o.Next(ev("x", "a", t0.Add(time.Duration(i)*7*time.Minute), 100))
 	}
-	h := o.store.hashes["a:a:10m"]
-	if len(h) > 2*(10+int(DefaultConfig().AllowedLateness/time.Minute)+1) {
-		t.Errorf("10m tiles not pruned: %d fields", len(h))
+	if n := len(o.accounts["a"].Windows[0]); n > 10+int(DefaultConfig().AllowedLateness/time.Minute)+1 {
+		t.Errorf("10m tiles not pruned: %d tiles", n)
 	}
 	v := o.Next(ev("y", "a", t0.Add(200*7*time.Minute), 100))
 	if val(v, "account_count_1h") != 1+7 { // 7-minute spacing: 7 earlier events in the 12 five-minute tiles
@@ -297,33 +290,5 @@ func TestZScore(t *testing.T) {
 	v := o.Next(ev("3", "a", t0.Add(2*time.Hour), 4000)) // mean 20, sd 10
 	if got := val(v, "account_amount_zscore_30d"); got != 2 {
 		t.Errorf("zscore = %v, want 2", got)
-	}
-}
-
-// TestMarkReplaysStoredResult: the replay guard returns the first run's reads even after
-// later events changed the windows.
-func TestMarkReplaysStoredResult(t *testing.T) {
-	t.Parallel()
-	m := NewMemStore()
-	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
-	plan := func(id string, off int64, at time.Duration) Plan {
-		p := TxPlan(DefaultConfig(), ev(id, "a", t0.Add(at), 100))
-		p.Keys = append(p.Keys, "wm:p0", "res:p0:"+id)
-		p.Mark = &Mark{Key: len(p.Keys) - 2, ResultKey: len(p.Keys) - 1, Offset: off, ResultTTL: time.Hour}
-		return p
-	}
-	first := m.Exec(plan("1", 0, 0))
-	m.Exec(plan("2", 1, time.Minute))
-	again := m.Exec(plan("1", 0, 0))
-	if !again.Replayed || again.Status != first.Status || strings.Join(again.Reads, ",") != strings.Join(first.Reads, ",") {
-		t.Fatalf("replay = %+v, first = %+v", again, first)
-	}
-	v := Vector(plan("2", 1, time.Minute), ev("2", "a", t0.Add(time.Minute), 100), m.Exec(plan("2", 1, time.Minute)).Reads)
-	if val(v, "account_count_1h") != 2 {
-		t.Fatalf("replayed count = %v, want 2", val(v, "account_count_1h"))
-	}
-	delete(m.strings, "res:p0:1")
-	if got := m.Exec(plan("1", 0, 0)); got.Status != StatusReplayedStale {
-		t.Fatalf("expired result: status %q", got.Status)
 	}
 }

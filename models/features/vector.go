@@ -2,61 +2,52 @@ package features
 
 import (
 	"math"
-	"strconv"
 	"time"
 )
 
-// Vector returns the feature values in Names order for the transaction ev whose plan p (from
-// TxPlan(cfg, ev)) read reads. The reads exclude ev's own contribution; Vector adds it, so a
-// late event (not applied) gets the same kind of values as an applied one.
-func Vector(p Plan, ev Event, reads []string) []float64 {
-	r := p.tx
-	num := func(i int) int64 {
-		if i >= len(reads) {
-			return 0
-		}
-		n, _ := strconv.ParseInt(reads[i], 10, 64)
-		return n
-	}
+// vector returns the feature values in Names order for ev from the reads of the state before
+// it; the reads exclude ev's own contribution, which vector adds, so a late event (not applied)
+// gets the same kind of values as an applied one.
+func vector(r reads, ev Event) []float64 {
 	out := make([]float64, 0, len(Names))
-	amount := float64(ev.AmountMinor) / 100
+	out = append(out, float64(ev.AmountMinor)/100)
 	windowsOut := func(i int) {
-		c := float64(num(r.acctCount[i]) + 1)
-		s := float64(num(r.acctSum[i])+ev.AmountMinor) / 100
+		c := float64(r.acct[i].C + 1)
+		s := float64(r.acct[i].S+ev.AmountMinor) / 100
 		out = append(out, c, s, s/c)
 	}
-	out = append(out, amount)
 	windowsOut(1) // 1h first: account_count_1h keeps its historical position
 	windowsOut(0)
 	windowsOut(2)
 	windowsOut(3)
 	windowsOut(4)
-	distinct := func(i int, member string) float64 {
+	distinct := func(n int64, member string) float64 {
 		if member == "" {
-			return float64(num(i))
+			return float64(n)
 		}
-		return float64(num(i) + 1)
+		return float64(n + 1)
 	}
 	out = append(out, distinct(r.merchants, ev.MerchantID), distinct(r.terminals, ev.TerminalID), distinct(r.countries, ev.Country))
 
 	gap := noPrev
-	if reads[r.last] != "" {
-		gap = time.Duration(ev.EventTime.UnixMilli()-num(r.last)) * time.Millisecond
+	if r.hasLast {
+		gap = time.Duration(ev.EventTime.UnixMilli()-r.last) * time.Millisecond
 		gap = min(max(gap, 0), noPrev)
 	}
 	out = append(out, gap.Seconds())
 
 	z := 0.0
-	if c := float64(num(r.zc)); c >= 2 {
-		mean := float64(num(r.zm)) / c
-		if v := float64(num(r.zq))/c - mean*mean; v > 0 {
+	zt := r.acct[zWindow]
+	if c := float64(zt.C); c >= 2 {
+		mean := float64(zt.M) / c
+		if v := float64(zt.Q)/c - mean*mean; v > 0 {
 			z = (float64(roundMajor(ev.AmountMinor)) - mean) / math.Sqrt(v)
 		}
 	}
 	out = append(out, z)
 
 	if ev.CardToken != "" {
-		out = append(out, float64(num(r.card[0])+1), float64(num(r.card[1])+1))
+		out = append(out, float64(r.card[0]+1), float64(r.card[1]+1))
 	} else {
 		out = append(out, 0, 0)
 	}
@@ -68,7 +59,7 @@ func Vector(p Plan, ev Event, reads []string) []float64 {
 	var counts, ratios [3]float64
 	if ev.TerminalID != "" {
 		for i := range terminalWindows {
-			c, f := num(r.termCount[i]), num(r.termFraud[i])
+			c, f := r.termCount[i], r.termFraud[i]
 			counts[i] = float64(c)
 			if c > 0 {
 				ratios[i] = float64(f) / float64(c)
@@ -83,7 +74,6 @@ func Vector(p Plan, ev Event, reads []string) []float64 {
 	for _, c := range Channels {
 		out = append(out, boolToFloat(ev.Channel == c))
 	}
-	first := reads[r.country]
-	out = append(out, boolToFloat(first != "" && ev.Country != "" && first != ev.Country))
+	out = append(out, boolToFloat(r.country != "" && ev.Country != "" && r.country != ev.Country))
 	return out
 }

@@ -24,12 +24,16 @@ type Config struct {
 	// timeout.
 	InstanceID     string
 	SessionTimeout time.Duration
-	// ResultTTL keeps the features emitted for each offset so a replay re-emits them unchanged.
-	ResultTTL time.Duration
-	Features  features.Config
-	Kafka     kafka.Config
-	Redis     redisclient.Config
-	Log       telemetry.Config
+	// CatchUpTimeout bounds reading tx.v1 to catch a partition's windows up after a crash or a
+	// lost Redis; the transaction aborts and retries after it.
+	CatchUpTimeout time.Duration
+	// MaxAccounts bounds the accounts held in memory per partition; beyond it, checkpointed
+	// accounts are evicted and read back from Redis when they come again.
+	MaxAccounts int
+	Features    features.Config
+	Kafka       kafka.Config
+	Redis       redisclient.Config
+	Log         telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
@@ -42,7 +46,8 @@ func loadConfig(e *config.Env) (Config, error) {
 		LabelsGroup:     e.String("VIGIL_FEATURE_WINDOW_LABELS_GROUP", group+"-labels"),
 		TransactionalID: e.String("VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID", "vigil-feature-window-"+host),
 		MaxPollRecords:  e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 500, 1, 100_000),
-		ResultTTL:       e.Duration("VIGIL_FEATURE_WINDOW_RESULT_TTL", 10*time.Minute),
+		CatchUpTimeout:  e.Duration("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", 5*time.Minute),
+		MaxAccounts:     e.Int("VIGIL_FEATURE_WINDOW_MAX_ACCOUNTS", 200_000, 100, 100_000_000),
 		InstanceID:      e.String("VIGIL_FEATURE_WINDOW_INSTANCE_ID", ""),
 		SessionTimeout:  e.Duration("VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT", 45*time.Second),
 		Features: features.Config{
@@ -53,9 +58,8 @@ func loadConfig(e *config.Env) (Config, error) {
 		Redis: redisclient.LoadConfig(e),
 		Log:   telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
 	}
-	// The stored result must outlive the 60 s transaction timeout and a restart.
-	if c.ResultTTL < 2*time.Minute {
-		e.Fail("VIGIL_FEATURE_WINDOW_RESULT_TTL", "%s is shorter than 2m: a replay after a crash could recompute features", c.ResultTTL)
+	if c.CatchUpTimeout < time.Second {
+		e.Fail("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", "%s is shorter than 1s", c.CatchUpTimeout)
 	}
 	if c.Features.LabelDelay < 0 {
 		e.Fail("VIGIL_FEATURE_WINDOW_LABEL_DELAY", "must not be negative")

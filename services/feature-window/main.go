@@ -64,10 +64,11 @@ func run(ctx context.Context, args []string) error {
 	if err := redisclient.Instrument(rdb, reg); err != nil {
 		return err
 	}
-	store := window.New(rdb, cfg.Redis.KeyPrefix)
-	pipe := pipeline.New(store, cfg.Features, cfg.Kafka.Topics.Features, cfg.ResultTTL, time.Now,
-		pipeline.WithLogger(log), pipeline.WithMetrics(reg))
-	applier := &labels.Applier{Windows: store, Config: cfg.Features}
+	store := window.New(rdb, cfg.Redis.KeyPrefix, cfg.Features)
+	pipe := pipeline.New(store, pipeline.KafkaReader(cfg.Kafka.Brokers, cfg.CatchUpTimeout), cfg.Features,
+		cfg.Kafka.Topics.Features, time.Now, pipeline.WithLogger(log), pipeline.WithMetrics(reg),
+		pipeline.WithMaxAccounts(cfg.MaxAccounts))
+	applier := &labels.Applier{Windows: store}
 	if mode == "rebuild" {
 		return rebuild(ctx, cfg, pipe, applier, log)
 	}
@@ -101,6 +102,9 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 		MaxPollRecords:  cfg.MaxPollRecords,
 		Metrics:         reg,
 		ExtraOpts:       extra,
+		Committed:       pipe.Committed,
+		Aborted:         pipe.Aborted,
+		Revoked:         pipe.Reset,
 	}, pipe.Transform, log)
 	if err != nil {
 		return err
@@ -127,7 +131,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 	err = g.Wait()
 	log.Info("stopped", "transactions_committed", loop.Stats.Committed.Load(),
 		"transactions_aborted", loop.Stats.Aborted.Load(), "records", loop.Stats.Records.Load(),
-		"late", pipe.Stats.Late.Load(), "replayed", pipe.Stats.Replayed.Load(), "labels", applier.Stats.Applied.Load())
+		"late", pipe.Stats.Late.Load(), "caught_up", pipe.Stats.CaughtUp.Load(), "labels", applier.Stats.Applied.Load())
 	return err
 }
 
@@ -138,12 +142,15 @@ func registerStats(reg prometheus.Registerer, pipe *pipeline.Pipeline, a *labels
 	}
 	reg.MustRegister(
 		counter("late_total", "Transactions later than the allowed lateness: emitted, marked late, not applied.", pipe.Stats.Late.Load),
-		counter("replayed_total", "Transactions processed again after an abort, crash or rebalance; features re-emitted unchanged.", pipe.Stats.Replayed.Load),
-		counter("replayed_stale_total", "Replays whose stored features had expired and were recomputed.", pipe.Stats.Stale.Load),
+		counter("caught_up_total", "Committed tx.v1 records folded into the windows again from Kafka after a crash, rebalance, abort or lost Redis state.", pipe.Stats.CaughtUp.Load),
+		counter("stale_total", "Records already in the Redis checkpoint when processed (never expected): features from later state.", pipe.Stats.Stale.Load),
+		counter("checkpoints_total", "Partition checkpoints written to Redis.", pipe.Stats.Flushes.Load),
+		counter("checkpoint_conflicts_total", "Checkpoints refused because another instance moved the partition's checkpoint (rebalance, zombie, rebuild).", pipe.Stats.Conflicts.Load),
+		counter("checkpoint_errors_total", "Checkpoints that failed (Redis unavailable); the partition is caught up from tx.v1.", pipe.Stats.FlushErrors.Load),
 		counter("dead_letters_total", "tx.v1 records sent to the dead-letter topic.", pipe.Stats.DeadLetters.Load),
 		counter("labels_applied_total", "Labels applied to the terminal windows.", a.Stats.Applied.Load),
 		counter("labels_duplicate_total", "Labels of already labelled transactions, ignored.", a.Stats.Duplicates.Load),
-		counter("redis_round_trips_total", "Redis round trips of the window store (one pipeline per poll).", roundTrips),
+		counter("redis_round_trips_total", "Redis round trips of the window store (a read and a checkpoint per poll).", roundTrips),
 		counter("transactions_total", "Transactions emitted to features.v1, replays included.", pipe.Stats.Transactions.Load),
 	)
 }

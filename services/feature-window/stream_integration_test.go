@@ -272,13 +272,14 @@ type instance struct {
 func (e *env) start(t *testing.T, txID string, maxPoll int) *instance {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
-	store := window.New(rdb, e.prefix)
 	cfg := features.DefaultConfig()
-	pipe := pipeline.New(store, cfg, e.topics.Features, time.Hour, time.Now)
-	lab := &labels.Applier{Windows: store, Config: cfg}
+	store := window.New(rdb, e.prefix, cfg)
+	pipe := pipeline.New(store, pipeline.KafkaReader(e.brokers, time.Minute), cfg, e.topics.Features, time.Now)
+	lab := &labels.Applier{Windows: store}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	loop, err := kafka.NewEOS(kafka.EOSConfig{Brokers: e.brokers, Group: e.group, TransactionalID: txID,
-		InputTopics: []string{e.topics.Tx}, MaxPollRecords: maxPoll}, pipe.Transform, log)
+		InputTopics: []string{e.topics.Tx}, MaxPollRecords: maxPoll,
+		Committed: pipe.Committed, Aborted: pipe.Aborted, Revoked: pipe.Reset}, pipe.Transform, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +350,8 @@ func TestRebalanceTwoInstances(t *testing.T) {
 	produce(t, pr, e.tx[2*third:])
 	got, seen := e.readFeatures(t, len(e.wantTx), 45*time.Second)
 	e.check(t, got, seen)
-	t.Logf("replayed after rebalance: a %d, b %d", a.pipe.Stats.Replayed.Load(), b.pipe.Stats.Replayed.Load())
+	t.Logf("caught up after rebalance: a %d, b %d; checkpoint conflicts a %d, b %d", a.pipe.Stats.CaughtUp.Load(), b.pipe.Stats.CaughtUp.Load(),
+		a.pipe.Stats.Conflicts.Load(), b.pipe.Stats.Conflicts.Load())
 }
 
 func processed(in *instance) int64 { return in.pipe.Stats.Transactions.Load() }
@@ -458,10 +460,13 @@ func TestRebuildAfterRedisLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := window.New(rdb, e.prefix)
-	pipe := pipeline.New(store, cfg.Features, "unused", cfg.ResultTTL, time.Now)
-	if err := rebuild(ctx, cfg, pipe, &labels.Applier{Windows: store, Config: cfg.Features}, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	store := window.New(rdb, e.prefix, cfg.Features)
+	pipe := pipeline.New(store, pipeline.KafkaReader(e.brokers, time.Minute), cfg.Features, "unused", time.Now)
+	if err := rebuild(ctx, cfg, pipe, &labels.Applier{Windows: store}, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
+	}
+	if pipe.Stats.CaughtUp.Load() < int64(half-countGarbage(e.tx[:half])) {
+		t.Fatalf("rebuild folded %d transactions, want %d", pipe.Stats.CaughtUp.Load(), half-countGarbage(e.tx[:half]))
 	}
 	e.start(t, e.group+"-1", 200)
 	produce(t, pr, e.tx[half:])

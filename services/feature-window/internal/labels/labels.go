@@ -18,9 +18,9 @@ import (
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
-// Windows runs feature plans in order.
+// Windows applies labels to the terminal windows, each at most once per transaction.
 type Windows interface {
-	Apply(ctx context.Context, plans []features.Plan) ([]features.Result, error)
+	ApplyLabels(ctx context.Context, labels []features.Label) (applied, duplicates int, err error)
 }
 
 // Stats counts labels; read with Load.
@@ -57,14 +57,13 @@ func Convert(l *fraudv1.Label) (features.Label, bool, error) {
 // Applier turns label records into applied plans and dead letters.
 type Applier struct {
 	Windows Windows
-	Config  features.Config
 	Stats   Stats
 }
 
 // Apply applies the labels in recs and returns the dead letters of the bad ones.
 func (a *Applier) Apply(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
 	var dead []*kgo.Record
-	var plans []features.Plan
+	var ls []features.Label
 	for _, r := range recs {
 		msg := &fraudv1.Label{}
 		err := kafka.Decode(r, msg)
@@ -79,20 +78,15 @@ func (a *Applier) Apply(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record,
 			continue
 		}
 		if ok {
-			plans = append(plans, features.LabelPlan(a.Config, l))
+			ls = append(ls, l)
 		}
 	}
-	res, err := a.Windows.Apply(ctx, plans)
+	applied, dup, err := a.Windows.ApplyLabels(ctx, ls)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range res {
-		if r.Status == features.StatusDuplicate {
-			a.Stats.Duplicates.Add(1)
-		} else {
-			a.Stats.Applied.Add(1)
-		}
-	}
+	a.Stats.Applied.Add(int64(applied))
+	a.Stats.Duplicates.Add(int64(dup))
 	return dead, nil
 }
 

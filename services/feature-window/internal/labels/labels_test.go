@@ -13,14 +13,19 @@ import (
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
-type memWindows struct{ mem *features.MemStore }
+// memWindows applies labels once per transaction, as the Redis script does.
+type memWindows struct{ seen map[string]bool }
 
-func (m memWindows) Apply(_ context.Context, plans []features.Plan) ([]features.Result, error) {
-	out := make([]features.Result, len(plans))
-	for i, p := range plans {
-		out[i] = m.mem.Exec(p)
+func (m memWindows) ApplyLabels(_ context.Context, ls []features.Label) (applied, dup int, _ error) {
+	for _, l := range ls {
+		if m.seen[l.TransactionID] {
+			dup++
+			continue
+		}
+		m.seen[l.TransactionID] = true
+		applied++
 	}
-	return out, nil
+	return applied, dup, nil
 }
 
 func TestConvert(t *testing.T) {
@@ -57,7 +62,7 @@ func TestApplyDeadLettersAndDeduplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := &kgo.Record{Topic: "labels.v1", Value: []byte{0xff}}
-	a := &Applier{Windows: memWindows{features.NewMemStore()}, Config: features.DefaultConfig()}
+	a := &Applier{Windows: memWindows{map[string]bool{}}}
 	dead, err := a.Apply(context.Background(), []*kgo.Record{good, bad, good})
 	if err != nil {
 		t.Fatal(err)

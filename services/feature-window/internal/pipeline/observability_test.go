@@ -66,7 +66,7 @@ func TestTransformSpanPerRecordIsParentOfOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, func() time.Time { return t0 }, WithLogger(log))
+	p := New(newMemStore(), noReader, features.DefaultConfig(), "features.v1", func() time.Time { return t0 }, WithLogger(log))
 	out, err := p.Transform(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestTransformSpanPerRecordIsParentOfOutput(t *testing.T) {
 
 func TestTransformStoreFailureEndsSpansWithError(t *testing.T) {
 	rec := useRecorder(t)
-	p := New(&fakeWindows{err: errors.New("redis down")}, features.DefaultConfig(), "features.v1", time.Hour, time.Now)
+	p := New(&memStore{err: errors.New("redis down")}, noReader, features.DefaultConfig(), "features.v1", time.Now)
 	in := []*kgo.Record{txRecord(t, "s:1", "a", time.Now(), 1), txRecord(t, "s:2", "b", time.Now(), 1)}
 	if _, err := p.Transform(context.Background(), in); err == nil {
 		t.Fatal("want the store error")
@@ -156,7 +156,7 @@ func TestFeatureFreshness(t *testing.T) {
 	}
 	setOffsets(in)
 	reg := prometheus.NewRegistry()
-	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, func() time.Time { return now }, WithMetrics(reg))
+	p := New(newMemStore(), noReader, features.DefaultConfig(), "features.v1", func() time.Time { return now }, WithMetrics(reg))
 	if _, err := p.Transform(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}

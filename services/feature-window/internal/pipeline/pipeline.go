@@ -1,10 +1,21 @@
-// Package pipeline turns tx.v1 records into features.v1 records: decode, run each
-// transaction's feature plan against the windows (one pipelined Redis round trip per poll),
-// compute the frozen feature vector, encode. It runs inside the exactly-once loop.
+// Package pipeline turns tx.v1 records into features.v1 records inside the exactly-once loop.
+//
+// State: each tx.v1 partition's accounts live in memory while this instance owns the
+// partition, and are checkpointed to Redis after every committed Kafka transaction, together
+// with the partition's checkpoint (the next offset not in Redis) and its terminal and device
+// deltas, by one compare-and-set script. Redis is therefore never ahead of Kafka: it may be
+// behind (a crash between commit and flush, a failed flush), and then the state is caught up
+// by folding tx.v1 from the checkpoint to the first offset the group hands us, without
+// emitting anything. That is what makes the windows exactly-once and the features emitted
+// after a crash, a rebalance or a zombie equal to an uninterrupted run's.
+//
+// Per poll: at most one Redis round trip to read (accounts not in memory, terminal day tiles,
+// devices) and one to checkpoint.
 package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -29,18 +40,25 @@ import (
 // allowed lateness: its features were computed but it did not update the windows.
 const HeaderLate = "vigil-late"
 
-// Windows runs feature plans in order and returns their results.
-type Windows interface {
-	Apply(ctx context.Context, plans []features.Plan) ([]features.Result, error)
+// Store is the Redis side (window.Store).
+type Store interface {
+	Fetch(ctx context.Context, r window.Request) (*window.Snapshot, error)
+	Flush(ctx context.Context, deltas []window.Delta) ([]error, error)
 }
 
-// Stats counts what the transform saw; read with Load.
+// Reader reads tx.v1 partition records with offsets in [from, to), read-committed, in order.
+type Reader func(ctx context.Context, topic string, partition int32, from, to int64, fn func(*kgo.Record) error) error
+
+// Stats counts what the pipeline did; read with Load.
 type Stats struct {
-	Transactions atomic.Int64 // valid transactions emitted, replays included
+	Transactions atomic.Int64 // valid transactions emitted
 	Late         atomic.Int64 // transactions beyond the allowed lateness
-	Replayed     atomic.Int64 // transactions whose offset was applied before (abort, crash, rebalance)
-	Stale        atomic.Int64 // replayed after their stored result expired: features recomputed
+	CaughtUp     atomic.Int64 // committed records folded into the windows again after a crash, rebalance or lost Redis state
+	Stale        atomic.Int64 // records already in Redis when processed (should stay 0): features from later state
 	DeadLetters  atomic.Int64
+	Flushes      atomic.Int64 // partition checkpoints written
+	Conflicts    atomic.Int64 // checkpoints refused because another writer moved them
+	FlushErrors  atomic.Int64 // checkpoints that failed otherwise (Redis down): caught up later
 }
 
 // SpanName names the span of processing one tx.v1 record.
@@ -48,22 +66,53 @@ const SpanName = "feature-window process"
 
 const tracerName = "github.com/vigil-fraud/vigil/services/feature-window/internal/pipeline"
 
-// Pipeline holds the transform's dependencies.
+// partition is what this instance holds for one tx.v1 partition it processes.
+type partition struct {
+	topic string
+	num   int32
+	// next: every record below it is folded into accounts; flushed: the checkpoint in Redis.
+	next, flushed int64
+	accounts      map[string]*features.Account
+	dirty         map[string]bool
+	terminals     map[string]map[int64]window.TerminalDelta
+	devices       map[string]map[string]window.DeviceSeen
+}
+
+func (part *partition) key() string { return partitionKey(part.topic, part.num) }
+
+func partitionKey(topic string, num int32) string { return topic + "/" + strconv.Itoa(int(num)) }
+
+func (part *partition) pending() bool {
+	return len(part.dirty) > 0 || len(part.terminals) > 0 || len(part.devices) > 0 || part.next != part.flushed
+}
+
+func (part *partition) clear() {
+	part.accounts = map[string]*features.Account{}
+	part.dirty = map[string]bool{}
+	part.terminals = map[string]map[int64]window.TerminalDelta{}
+	part.devices = map[string]map[string]window.DeviceSeen{}
+}
+
+// Pipeline holds the transform's dependencies and the partitions' state.
 type Pipeline struct {
-	windows   Windows
+	store     Store
+	read      Reader
 	cfg       features.Config
 	outTopic  string
-	resultTTL time.Duration
 	now       func() time.Time
 	log       *slog.Logger
 	freshness prometheus.Observer
 	Stats     Stats
+
+	maxAccounts int
+	parts       map[string]*partition // only touched by the loop's goroutine
+	reset       atomic.Bool           // set by Reset from any goroutine; honoured at the next Transform
 }
 
 // Option adds an optional dependency.
 type Option func(*Pipeline)
 
-// WithLogger logs dead-lettered records (with their trace id) to log.
+// WithLogger logs dead letters, conflicts and catch-ups to log.
 func WithLogger(log *slog.Logger) Option { return func(p *Pipeline) { p.log = log } }
 
 // WithMetrics registers vigil_feature_freshness_seconds on reg: processing time minus event
@@ -81,11 +130,14 @@ func WithMetrics(reg prometheus.Registerer) Option {
 	}
 }
 
-// New returns a pipeline writing to outTopic. resultTTL is how long the features emitted for an
-// offset are kept for replays: longer than a transaction can stay uncommitted plus a restart.
-func New(w Windows, cfg features.Config, outTopic string, resultTTL time.Duration, now func() time.Time, opts ...Option) *Pipeline {
-	p := &Pipeline{windows: w, cfg: cfg, outTopic: outTopic, resultTTL: resultTTL, now: now,
-		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}}
+// WithMaxAccounts bounds the accounts held in memory per partition (default 200,000): beyond
+// it, checkpointed accounts are evicted and read back from Redis when they come again.
+func WithMaxAccounts(n int) Option { return func(p *Pipeline) { p.maxAccounts = n } }
+
+// New returns a pipeline writing to outTopic; read catches partitions up from tx.v1.
+func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
+	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
+		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, maxAccounts: 200_000}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -116,32 +168,53 @@ func Event(tx *fraudv1.Transaction) features.Event {
 	}
 }
 
-// Plan is the plan of transaction tx read from record r, guarded by r's offset.
-func (p *Pipeline) Plan(r *kgo.Record, ev features.Event) features.Plan {
-	return window.WithMark(features.TxPlan(p.cfg, ev), r.Topic+"/"+strconv.Itoa(int(r.Partition)), r.Offset, p.resultTTL)
+// decodeTx decodes and validates one tx.v1 record.
+func decodeTx(r *kgo.Record) (*fraudv1.Transaction, error) {
+	tx := &fraudv1.Transaction{}
+	if err := kafka.Decode(r, tx); err != nil {
+		return nil, err
+	}
+	if err := validate(tx); err != nil {
+		return nil, fmt.Errorf("%w: %v", kafka.ErrDecode, err)
+	}
+	return tx, nil
+}
+
+// Reset drops every partition's state at the next Transform: call it when partitions are
+// revoked or lost. Safe from any goroutine.
+func (p *Pipeline) Reset() { p.reset.Store(true) }
+
+// Aborted is the loop's hook after a transaction that did not commit: the state folded the
+// aborted input, so it is dropped and reloaded (and caught up) from Redis.
+func (p *Pipeline) Aborted() { p.parts = map[string]*partition{} }
+
+type item struct {
+	rec  *kgo.Record
+	tx   *fraudv1.Transaction
+	ev   features.Event
+	ctx  context.Context
+	span trace.Span
 }
 
 // Transform is a kafka.Transform. Records that cannot be decoded or are invalid go to the
-// dead-letter topic; a window store failure is returned so the transaction aborts and retries.
+// dead-letter topic; a Redis failure is returned so the transaction aborts and retries.
 //
 // Each input record gets a consumer span, child of the trace context in its headers, and its
 // output record carries that span's context: the trace runs ingest → here → scoring.
 func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Record, error) {
+	if p.reset.Swap(false) {
+		p.parts = map[string]*partition{}
+	}
 	out := make([]*kgo.Record, 0, len(in))
-	txs := make([]*fraudv1.Transaction, 0, len(in))
-	spanCtxs := make([]context.Context, 0, len(in))
-	spans := make([]trace.Span, 0, len(in))
-	events := make([]features.Event, 0, len(in))
-	plans := make([]features.Plan, 0, len(in))
+	items := make([]item, 0, len(in))
+	first := map[string]int64{} // partition → first offset in this poll
 	for _, r := range in {
-		sctx, span := telemetry.StartConsumerSpan(ctx, tracerName, r, SpanName)
-		tx := &fraudv1.Transaction{}
-		err := kafka.Decode(r, tx)
-		if err == nil {
-			if verr := validate(tx); verr != nil {
-				err = fmt.Errorf("%w: %v", kafka.ErrDecode, verr)
-			}
+		k := partitionKey(r.Topic, r.Partition)
+		if _, ok := first[k]; !ok {
+			first[k] = r.Offset
 		}
+		sctx, span := telemetry.StartConsumerSpan(ctx, tracerName, r, SpanName)
+		tx, err := decodeTx(r)
 		if err != nil {
 			dl := kafka.DeadLetter(r, err)
 			telemetry.Inject(sctx, dl)
@@ -152,62 +225,389 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			continue
 		}
 		span.SetAttributes(telemetry.TransactionID(tx.GetId()))
-		ev := Event(tx)
-		txs = append(txs, tx)
-		spanCtxs = append(spanCtxs, sctx)
-		spans = append(spans, span)
-		events = append(events, ev)
-		plans = append(plans, p.Plan(r, ev))
+		items = append(items, item{rec: r, tx: tx, ev: Event(tx), ctx: sctx, span: span})
 	}
-	results, err := p.windows.Apply(ctx, plans)
-	if err != nil {
-		for _, span := range spans {
-			telemetry.EndSpan(span, err)
+	fail := func(err error) ([]*kgo.Record, error) {
+		for _, it := range items {
+			telemetry.EndSpan(it.span, err)
 		}
 		return nil, err
 	}
+	if err := p.load(ctx, in, first); err != nil {
+		return fail(err)
+	}
+	snap, err := p.fetch(ctx, items)
+	if err != nil {
+		return fail(err)
+	}
+	v := &view{snap: snap}
 	now := p.now()
 	computed := timestamppb.New(now)
-	for i, tx := range txs {
-		res := results[i]
-		p.freshness.Observe(max(0, now.Sub(events[i].EventTime).Seconds()))
-		p.Stats.Transactions.Add(1)
-		if res.Replayed {
-			p.Stats.Replayed.Add(1)
+	for i := range items {
+		it := &items[i]
+		part := p.parts[partitionKey(it.rec.Topic, it.rec.Partition)]
+		a := part.accounts[it.ev.AccountID]
+		if a == nil {
+			if a = snap.Accounts[it.ev.AccountID]; a == nil {
+				a = &features.Account{}
+			}
+			part.accounts[it.ev.AccountID] = a
 		}
-		if res.Status == features.StatusReplayedStale {
+		v.part = part
+		vec := features.Compute(p.cfg, a, v, it.ev)
+		late := features.Late(p.cfg, a, it.ev)
+		if it.rec.Offset < part.next {
+			// Already in the checkpoint (Redis ahead of Kafka, which the design rules out):
+			// the features come from later state and the windows are not applied twice.
 			p.Stats.Stale.Add(1)
+		} else {
+			features.Apply(p.cfg, a, v, it.ev)
+			part.dirty[it.ev.AccountID] = true
+			part.next = it.rec.Offset + 1
 		}
+		p.freshness.Observe(max(0, now.Sub(it.ev.EventTime).Seconds()))
+		p.Stats.Transactions.Add(1)
 		msg := &fraudv1.EnrichedTransaction{
-			Transaction: tx,
+			Transaction: it.tx,
 			Features: &fraudv1.FeatureVector{
 				SchemaVersion: features.SchemaVersion,
 				SchemaHash:    features.SchemaHash(),
 				Names:         features.Names,
-				Values:        features.Vector(plans[i], events[i], res.Reads),
+				Values:        vec,
 			},
 			ComputedTime: computed,
 		}
-		rec, err := kafka.NewRecord(p.outTopic, tx.GetAccountId(), msg)
+		rec, err := kafka.NewRecord(p.outTopic, it.tx.GetAccountId(), msg)
 		if err != nil {
-			for _, span := range spans[i:] {
-				telemetry.EndSpan(span, err)
-			}
-			return nil, err
+			p.Aborted() // the state folded part of this poll
+			return fail(err)
 		}
-		late := res.Status == features.StatusLate
 		if late {
 			p.Stats.Late.Add(1)
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderLate, Value: []byte("1")})
 		}
-		if spans[i].IsRecording() {
-			spans[i].SetAttributes(attribute.Bool("vigil.late", late), attribute.Bool("vigil.replayed", res.Replayed))
+		if it.span.IsRecording() {
+			it.span.SetAttributes(attribute.Bool("vigil.late", late))
 		}
-		telemetry.Inject(spanCtxs[i], rec)
-		spans[i].End()
+		telemetry.Inject(it.ctx, rec)
 		out = append(out, rec)
 	}
+	for _, it := range items {
+		it.span.End()
+	}
+	// Dead letters advance a partition too: its checkpoint moves past them.
+	for _, r := range in {
+		if part := p.parts[partitionKey(r.Topic, r.Partition)]; part != nil && r.Offset >= part.next {
+			part.next = r.Offset + 1
+		}
+	}
 	return out, nil
+}
+
+// load makes sure every partition in the poll is held in memory with its state complete up to
+// the poll's first offset: a partition not held is loaded from its Redis checkpoint and caught
+// up from tx.v1, then checkpointed.
+func (p *Pipeline) load(ctx context.Context, in []*kgo.Record, first map[string]int64) error {
+	var missing []string
+	for k, o := range first {
+		part := p.parts[k]
+		if part != nil && o < part.next {
+			// The input rewound without an abort or reset we saw: reload.
+			p.log.Warn("partition input rewound; reloading its windows", "partition", k, "offset", o, "next", part.next)
+			delete(p.parts, k)
+			part = nil
+		}
+		if part == nil {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	snap, err := p.store.Fetch(ctx, window.Request{Checkpoints: missing})
+	if err != nil {
+		return err
+	}
+	recOf := map[string]*kgo.Record{}
+	for _, r := range in {
+		recOf[partitionKey(r.Topic, r.Partition)] = r
+	}
+	for _, k := range missing {
+		r := recOf[k]
+		part := &partition{topic: r.Topic, num: r.Partition, flushed: snap.Checkpoints[k]}
+		part.clear()
+		part.next = max(part.flushed, 0)
+		if err := p.catchUp(ctx, part, first[k]); err != nil {
+			return fmt.Errorf("catch up %s: %w", k, err)
+		}
+		p.parts[k] = part
+	}
+	return nil
+}
+
+// CatchUpTo folds partition's committed records from its Redis checkpoint up to end into the
+// windows and checkpoints them, as after a crash; it returns how many records it folded. The
+// rebuild command runs it over every partition.
+func (p *Pipeline) CatchUpTo(ctx context.Context, topic string, num int32, end int64) (int64, error) {
+	k := partitionKey(topic, num)
+	snap, err := p.store.Fetch(ctx, window.Request{Checkpoints: []string{k}})
+	if err != nil {
+		return 0, err
+	}
+	part := &partition{topic: topic, num: num, flushed: snap.Checkpoints[k]}
+	part.clear()
+	part.next = max(part.flushed, 0)
+	before := p.Stats.CaughtUp.Load()
+	err = p.catchUp(ctx, part, end)
+	return p.Stats.CaughtUp.Load() - before, err
+}
+
+// catchUp folds the committed records of part in [part.next, to) into its state and
+// checkpoints it. Nothing is emitted: their features were emitted when they were committed.
+func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error {
+	if part.next >= to {
+		return nil
+	}
+	began := time.Now()
+	var batch []features.Event
+	foldBatch := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		var need []string
+		seen := map[string]bool{}
+		for _, ev := range batch {
+			if part.accounts[ev.AccountID] == nil && !seen[ev.AccountID] {
+				seen[ev.AccountID] = true
+				need = append(need, ev.AccountID)
+			}
+		}
+		snap, err := p.store.Fetch(ctx, window.Request{Accounts: need})
+		if err != nil {
+			return err
+		}
+		for id, a := range snap.Accounts {
+			part.accounts[id] = a
+		}
+		rec := &view{part: part, record: true}
+		for _, ev := range batch {
+			features.Apply(p.cfg, part.accounts[ev.AccountID], rec, ev)
+			part.dirty[ev.AccountID] = true
+		}
+		p.Stats.CaughtUp.Add(int64(len(batch)))
+		batch = batch[:0]
+		return nil
+	}
+	err := p.read(ctx, part.topic, part.num, part.next, to, func(r *kgo.Record) error {
+		tx, err := decodeTx(r)
+		if err != nil {
+			return nil // dead-lettered when it was first processed
+		}
+		batch = append(batch, Event(tx))
+		if len(batch) == 1000 {
+			return foldBatch()
+		}
+		return nil
+	})
+	if err == nil {
+		err = foldBatch()
+	}
+	if err != nil {
+		return err
+	}
+	from := part.flushed
+	part.next = to
+	if err := p.flush(ctx, []*partition{part}); err != nil {
+		return err
+	}
+	p.log.Info("caught up partition windows from tx.v1", "partition", part.key(), "from", from, "to", to, "took", time.Since(began))
+	return nil
+}
+
+// fetch reads, in one round trip, the accounts of the poll not held in memory and the
+// terminals and devices its events read.
+func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, error) {
+	var req window.Request
+	req.Terminals = map[string]window.Days{}
+	seenAcct := map[string]bool{}
+	seenDev := map[string]bool{}
+	for _, it := range items {
+		part := p.parts[partitionKey(it.rec.Topic, it.rec.Partition)]
+		if id := it.ev.AccountID; part.accounts[id] == nil && !seenAcct[id] {
+			seenAcct[id] = true
+			req.Accounts = append(req.Accounts, id)
+		}
+		if d := it.ev.DeviceID; d != "" && !seenDev[d] {
+			seenDev[d] = true
+			req.Devices = append(req.Devices, d)
+		}
+		if t := it.ev.TerminalID; t != "" {
+			lo, hi := features.TerminalDaysRead(p.cfg, it.ev.EventTime)
+			if d, ok := req.Terminals[t]; ok {
+				lo, hi = min(lo, d.Lo), max(hi, d.Hi)
+			}
+			req.Terminals[t] = window.Days{Lo: lo, Hi: hi}
+		}
+	}
+	return p.store.Fetch(ctx, req)
+}
+
+// Committed is the loop's hook after a committed transaction: it checkpoints the partitions of
+// the poll. A partition whose checkpoint fails is dropped from memory and caught up from tx.v1
+// when it next comes (Redis down, or another writer took over).
+func (p *Pipeline) Committed(ctx context.Context, in []*kgo.Record) {
+	var parts []*partition
+	seen := map[string]bool{}
+	for _, r := range in {
+		k := partitionKey(r.Topic, r.Partition)
+		if part := p.parts[k]; part != nil && !seen[k] {
+			seen[k] = true
+			parts = append(parts, part)
+		}
+	}
+	if err := p.flush(ctx, parts); err != nil {
+		p.log.Warn("window checkpoint failed; the partitions will be caught up from tx.v1", "err", err)
+	}
+}
+
+// flush checkpoints parts; a part that fails is dropped from memory.
+func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
+	var deltas []window.Delta
+	var which []*partition
+	for _, part := range parts {
+		if !part.pending() {
+			continue
+		}
+		d := window.Delta{Partition: part.key(), From: part.flushed, To: part.next,
+			Accounts: make(map[string]*features.Account, len(part.dirty)), Terminals: part.terminals, Devices: part.devices}
+		for id := range part.dirty {
+			d.Accounts[id] = part.accounts[id]
+		}
+		deltas = append(deltas, d)
+		which = append(which, part)
+	}
+	if len(deltas) == 0 {
+		return nil
+	}
+	errs, err := p.store.Flush(context.WithoutCancel(ctx), deltas)
+	if err != nil {
+		p.Stats.FlushErrors.Add(int64(len(which)))
+		for _, part := range which {
+			delete(p.parts, part.key())
+		}
+		return err
+	}
+	var failed []error
+	for i, part := range which {
+		if errs[i] != nil {
+			if errors.Is(errs[i], window.ErrConflict) {
+				p.Stats.Conflicts.Add(1)
+			} else {
+				p.Stats.FlushErrors.Add(1)
+			}
+			delete(p.parts, part.key())
+			failed = append(failed, errs[i])
+			continue
+		}
+		p.Stats.Flushes.Add(1)
+		part.flushed = part.next
+		clear(part.dirty)
+		part.terminals = map[string]map[int64]window.TerminalDelta{}
+		part.devices = map[string]map[string]window.DeviceSeen{}
+		if len(part.accounts) > p.maxAccounts {
+			// Every account is checkpointed now: evict down to half (map order is random enough).
+			for id := range part.accounts {
+				if len(part.accounts) <= p.maxAccounts/2 {
+					break
+				}
+				delete(part.accounts, id)
+			}
+		}
+	}
+	return errors.Join(failed...)
+}
+
+// view is features.Shared for one poll: the terminals and devices read from Redis plus what
+// the poll's earlier events added, recording each partition's deltas for its checkpoint. With
+// record set (catching up) it only records.
+type view struct {
+	snap   *window.Snapshot
+	part   *partition
+	record bool
+}
+
+func (v *view) TerminalDays(terminal string, lo, hi int64) (tx, fraud int64) {
+	for d, c := range v.snap.Terminals[terminal] {
+		if d >= lo && d <= hi {
+			tx, fraud = tx+c[0], fraud+c[1]
+		}
+	}
+	return tx, fraud
+}
+
+func (v *view) DeviceAccounts(device, account string, after int64) int64 {
+	var n int64
+	for a, ms := range v.snap.Devices[device] {
+		if a != account && ms > after {
+			n++
+		}
+	}
+	return n
+}
+
+func (v *view) AddTerminalTx(terminal string, day, pruneBelow int64) {
+	days := v.part.terminals[terminal]
+	if days == nil {
+		days = map[int64]window.TerminalDelta{}
+		v.part.terminals[terminal] = days
+	}
+	d := days[day]
+	d.Tx++
+	d.PruneBelow = max(d.PruneBelow, pruneBelow)
+	days[day] = d
+	if v.record {
+		return
+	}
+	t := v.snap.Terminals[terminal]
+	if t == nil {
+		t = map[int64]*[2]int64{}
+		v.snap.Terminals[terminal] = t
+	}
+	if t[day] == nil {
+		t[day] = &[2]int64{}
+	}
+	t[day][0]++
+}
+
+func (v *view) SeeDevice(device, account string, ms, pruneBelow int64) {
+	accts := v.part.devices[device]
+	if accts == nil {
+		accts = map[string]window.DeviceSeen{}
+		v.part.devices[device] = accts
+	}
+	s := accts[account]
+	s.Ms = max(s.Ms, ms)
+	s.PruneBelow = max(s.PruneBelow, pruneBelow)
+	accts[account] = s
+	if v.record {
+		return
+	}
+	d := v.snap.Devices[device]
+	if d == nil {
+		d = map[string]int64{}
+		v.snap.Devices[device] = d
+	}
+	old, ok := d[account]
+	if !ok || ms > old {
+		d[account] = ms
+	}
+	if !ok {
+		for a, seen := range d {
+			if seen < pruneBelow {
+				delete(d, a)
+			}
+		}
+	}
 }
 
 func validate(tx *fraudv1.Transaction) error {

@@ -15,26 +15,6 @@ import (
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
-// fakeWindows runs plans in MemStore, the reference the Redis script is tested against.
-type fakeWindows struct {
-	mem *features.MemStore
-	err error
-}
-
-func (f *fakeWindows) Apply(_ context.Context, plans []features.Plan) ([]features.Result, error) {
-	if f.err != nil {
-		return nil, f.err
-	}
-	if f.mem == nil {
-		f.mem = features.NewMemStore()
-	}
-	out := make([]features.Result, len(plans))
-	for i, p := range plans {
-		out[i] = f.mem.Exec(p)
-	}
-	return out, nil
-}
-
 func txRecord(t *testing.T, id, account string, at time.Time, amount int64) *kgo.Record {
 	t.Helper()
 	r, err := kafka.NewRecord("tx.v1", account, &fraudv1.Transaction{
@@ -58,7 +38,7 @@ func TestTransform(t *testing.T) {
 		txRecord(t, "s:4", "acct-1", t0.Add(2*time.Hour), 100), // the first two fell out of its hour
 	}
 	setOffsets(in)
-	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, func() time.Time { return t0 })
+	p := New(newMemStore(), noReader, features.DefaultConfig(), "features.v1", func() time.Time { return t0 })
 	out, err := p.Transform(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -92,30 +72,33 @@ func TestTransform(t *testing.T) {
 	}
 }
 
-func TestTransformReplayGivesSameFeatures(t *testing.T) {
+func TestTransformAfterAbortGivesSameFeatures(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
 	in := []*kgo.Record{txRecord(t, "s:1", "a", t0, 1), txRecord(t, "s:2", "a", t0.Add(time.Minute), 1)}
 	setOffsets(in)
-	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, func() time.Time { return t0 })
+	p := New(newMemStore(), noReader, features.DefaultConfig(), "features.v1", func() time.Time { return t0 })
 	first, err := p.Transform(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := p.Transform(context.Background(), in) // as after an aborted transaction
+	p.Aborted()
+	again, err := p.Transform(context.Background(), in) // the same input after the abort
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range first {
 		if string(first[i].Value) != string(again[i].Value) {
-			t.Fatalf("record %d differs after replay", i)
+			t.Fatalf("record %d differs after the abort", i)
 		}
 	}
 }
 
 func TestTransformStoreFailureAborts(t *testing.T) {
 	t.Parallel()
-	p := New(&fakeWindows{err: errors.New("redis down")}, features.DefaultConfig(), "features.v1", time.Hour, time.Now)
+	st := newMemStore()
+	st.err = errors.New("redis down")
+	p := New(st, noReader, features.DefaultConfig(), "features.v1", time.Now)
 	if _, err := p.Transform(context.Background(), []*kgo.Record{txRecord(t, "s:1", "a", time.Now(), 1)}); err == nil {
 		t.Fatal("want error so the transaction aborts")
 	}
@@ -136,7 +119,7 @@ func TestTransformMarksLateEvents(t *testing.T) {
 		txRecord(t, "s:3", "a", t0.Add(-2*time.Hour), 1),    // beyond it
 	}
 	setOffsets(in)
-	p := New(&fakeWindows{}, features.DefaultConfig(), "features.v1", time.Hour, time.Now)
+	p := New(newMemStore(), noReader, features.DefaultConfig(), "features.v1", time.Now)
 	out, err := p.Transform(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)

@@ -6,65 +6,59 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/vigil-fraud/vigil/libs/testinfra"
 	"github.com/vigil-fraud/vigil/models/features"
 )
 
-// TestMemoryPerEntity measures (MEMORY USAGE) what one account, card, device and terminal cost
-// after 30 days of steady traffic; the numbers go in the README. It asserts only a loose bound
-// that catches a key that is never pruned.
+// TestMemoryPerEntity measures (MEMORY USAGE) what one account, device and terminal cost after
+// 30 days of steady traffic; the numbers go in the README. It asserts only a loose bound that
+// catches a window that is never pruned.
 func TestMemoryPerEntity(t *testing.T) {
 	t.Parallel()
-	rdb := redis.NewClient(&redis.Options{Addr: testinfra.RedisAddr(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
+	s, rdb, _ := newStore(t)
 	ctx := context.Background()
-	prefix := testinfra.UniqueName("mem:") + ":"
-	s := New(rdb, prefix)
-	t.Cleanup(func() {
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
 	cfg := features.DefaultConfig()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const perDay, days = 10, 30
-	var plans []features.Plan
+	a := &features.Account{}
+	sh := features.NewMemShared()
+	ckpt := int64(NoCheckpoint)
+	d := Delta{Partition: "p/0", Terminals: map[string]map[int64]TerminalDelta{}, Devices: map[string]map[string]DeviceSeen{}}
 	for i := range perDay * days {
 		at := t0.Add(time.Duration(i) * 24 * time.Hour / perDay)
 		ev := features.Event{AccountID: "acct", CardToken: "card", DeviceID: "dev", TerminalID: fmt.Sprint("T", i%5),
 			MerchantID: fmt.Sprint("M", i%5), Country: "FR", AmountMinor: 1234, EventTime: at}
-		plans = append(plans, WithMark(features.TxPlan(cfg, ev), "p/0", int64(i), time.Hour))
-		if len(plans) == 100 {
-			if _, err := s.Apply(ctx, plans); err != nil {
-				t.Fatal(err)
+		features.Apply(cfg, a, sh, ev)
+		day := features.TileIndex(at, 24*time.Hour)
+		if d.Terminals[ev.TerminalID] == nil {
+			d.Terminals[ev.TerminalID] = map[int64]TerminalDelta{}
+		}
+		td := d.Terminals[ev.TerminalID][day]
+		td.Tx++
+		td.PruneBelow = features.TerminalNewestDay(cfg, at) - 60
+		d.Terminals[ev.TerminalID][day] = td
+		d.Devices["dev"] = map[string]DeviceSeen{"acct": {Ms: at.UnixMilli()}}
+		if i%50 == 49 {
+			d.From, d.To = ckpt, int64(i+1)
+			d.Accounts = map[string]*features.Account{"acct": a}
+			if errs, err := s.Flush(ctx, []Delta{d}); err != nil || errs[0] != nil {
+				t.Fatal(err, errs)
 			}
-			plans = plans[:0]
+			ckpt = d.To
+			d.Terminals = map[string]map[int64]TerminalDelta{}
 		}
 	}
-	usage := func(pattern string) (int64, int) {
-		var total int64
-		n := 0
-		iter := rdb.Scan(ctx, 0, prefix+pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			b, err := rdb.MemoryUsage(ctx, iter.Val()).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			total += b
-			n++
+	usage := func(key string) int64 {
+		b, err := rdb.MemoryUsage(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
 		}
-		return total, n
+		return b
 	}
-	acct, nk := usage("fw:a:acct:*")
-	card, _ := usage("fw:c:card:*")
-	dev, _ := usage("fw:d:dev:*")
-	term, _ := usage("fw:t:T0:*")
-	t.Logf("after %d days at %d tx/day: account %d B in %d keys, card %d B, device %d B, terminal (%d tx/day) %d B",
-		days, perDay, acct, nk, card, dev, perDay/5, term)
-	if acct > 16<<10 {
+	acct, dev, term := usage(s.accountKey("acct")), usage(s.deviceKey("dev")), usage(s.terminalKey("T0"))
+	b, _ := a.MarshalBinary()
+	t.Logf("after %d days at %d tx/day: account (with its card) %d B in one key (%d B encoded), device %d B, terminal (%d tx/day) %d B",
+		days, perDay, acct, len(b), dev, perDay/5, term)
+	if acct > 4<<10 {
 		t.Errorf("account uses %d bytes: a window is not pruned", acct)
 	}
 }

@@ -1,156 +1,350 @@
-// Package window runs features.Plan values in Redis: the Redis adapter of the feature
-// definitions in models/features.
+// Package window is the Redis side of the feature windows (models/features holds the math).
 //
-// Every plan runs as one EVALSHA of plan.lua, a small interpreter of the plan's reads and
-// updates, so the window math lives only in models/features and Offline (MemStore) and the
-// stream cannot drift. A poll's plans go in one pipeline: one round trip per poll (plus one to
-// reload the script after Redis lost its script cache).
-//
-// Replay safety: each transaction's plan carries a Mark, the partition's applied-offset
-// watermark and a key for the result of this offset. The script checks and advances the
-// watermark atomically with the updates and stores the reads it returned, so re-processing an
-// offset after a crash, a rebalance or a fenced producer neither re-applies the transaction nor
-// changes the features emitted for it. See ../../README.md for the key layout and memory.
+// Account state is owned by one tx.v1 partition (the topic is keyed by account), so the
+// service keeps it in memory and checkpoints it here: one binary value per account
+// (features.Account), written together with the partition's checkpoint — the next tx.v1
+// offset whose effects are not in Redis — by one compare-and-set script per partition
+// (flush.lua). Terminals and devices span partitions: their day tiles and last-seen hashes are
+// read per poll and updated by additive, per-partition deltas inside the same script, so a
+// partition's deltas land exactly once. See ../../README.md for the key layout and memory.
 package window
 
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vigil-fraud/vigil/models/features"
 )
 
-//go:embed plan.lua
-var planSrc string
+var (
+	//go:embed flush.lua
+	flushSrc    string
+	flushScript = redis.NewScript(flushSrc)
+	//go:embed label.lua
+	labelSrc    string
+	labelScript = redis.NewScript(labelSrc)
+)
 
-var planScript = redis.NewScript(planSrc)
+// ErrConflict means a partition's checkpoint was not the one expected: another instance (or a
+// rebuild) wrote it since. The caller drops what it holds for the partition and reloads.
+var ErrConflict = errors.New("window checkpoint conflict")
 
 // Store is the Redis adapter.
 type Store struct {
 	rdb    redis.Cmdable
 	prefix string
+	cfg    features.Config
 	// RoundTrips counts Redis round trips, for the benchmark.
 	RoundTrips atomic.Int64
 }
 
 // New returns a store whose keys all start with keyPrefix + "fw:".
-func New(rdb redis.Cmdable, keyPrefix string) *Store {
-	return &Store{rdb: rdb, prefix: keyPrefix + "fw:"}
+func New(rdb redis.Cmdable, keyPrefix string, cfg features.Config) *Store {
+	return &Store{rdb: rdb, prefix: keyPrefix + "fw:", cfg: cfg}
 }
 
-// WithMark returns p guarded by the applied-offset watermark of partition (a "topic/partition"
-// string); the result of offset is kept for resultTTL, longer than any transaction can stay
-// uncommitted.
-func WithMark(p features.Plan, partition string, offset int64, resultTTL time.Duration) features.Plan {
-	p.Keys = append(p.Keys[:len(p.Keys):len(p.Keys)], "wm:{"+partition+"}", "res:{"+partition+"}:"+strconv.FormatInt(offset, 10))
-	p.Mark = &features.Mark{Key: len(p.Keys) - 2, ResultKey: len(p.Keys) - 1, Offset: offset, ResultTTL: resultTTL}
-	return p
+func (s *Store) accountKey(id string) string  { return s.prefix + "acct:" + id }
+func (s *Store) terminalKey(id string) string { return s.prefix + "t:" + id + ":d" }
+func (s *Store) deviceKey(id string) string   { return s.prefix + "d:" + id + ":acc" }
+func (s *Store) labelKey(tx string) string    { return s.prefix + "l:" + tx }
+
+// CheckpointKey is the key of partition's checkpoint ("topic/partition").
+func (s *Store) CheckpointKey(partition string) string {
+	return s.prefix + "ckpt:{" + partition + "}"
 }
 
-// wire is the plan's JSON for plan.lua; key indexes are 1-based as Lua's KEYS.
-type wire struct {
-	R [][]any `json:"R,omitempty"`
-	W [][]any `json:"W,omitempty"`
-	G []any   `json:"G,omitempty"`
-	O []any   `json:"O,omitempty"`
-	M []any   `json:"M,omitempty"`
+// Days is an inclusive range of day indexes.
+type Days struct{ Lo, Hi int64 }
+
+// Request is what one Fetch reads.
+type Request struct {
+	Checkpoints []string        // partitions
+	Accounts    []string        // account ids
+	Terminals   map[string]Days // terminal → the days its events read
+	Devices     []string
 }
 
-func encode(p features.Plan) ([]byte, error) {
-	var w wire
-	for _, op := range p.Reads {
-		switch op.Kind {
-		case features.OpSum:
-			w.R = append(w.R, []any{op.Kind, op.Key + 1, op.Lo, op.Hi, op.Suffixes})
-		case features.OpRecent:
-			w.R = append(w.R, []any{op.Kind, op.Key + 1, op.Num, op.Field})
-		case features.OpGet:
-			w.R = append(w.R, []any{op.Kind, op.Key + 1, op.Field})
+// NoCheckpoint is the checkpoint of a partition never flushed: nothing of it is in Redis.
+const NoCheckpoint = -1
+
+// Snapshot is what Fetch read.
+type Snapshot struct {
+	Checkpoints map[string]int64 // NoCheckpoint when absent
+	Accounts    map[string]*features.Account
+	Terminals   map[string]map[int64]*[2]int64 // terminal → day → {transactions, frauds}
+	Devices     map[string]map[string]int64    // device → account → last seen ms
+}
+
+// Fetch reads everything in r in one pipelined round trip. An account without a value is
+// returned empty (never seen, or expired).
+func (s *Store) Fetch(ctx context.Context, r Request) (*Snapshot, error) {
+	snap := &Snapshot{
+		Checkpoints: make(map[string]int64, len(r.Checkpoints)),
+		Accounts:    make(map[string]*features.Account, len(r.Accounts)),
+		Terminals:   make(map[string]map[int64]*[2]int64, len(r.Terminals)),
+		Devices:     make(map[string]map[string]int64, len(r.Devices)),
+	}
+	if len(r.Checkpoints)+len(r.Accounts)+len(r.Terminals)+len(r.Devices) == 0 {
+		return snap, nil
+	}
+	pipe := s.rdb.Pipeline()
+	ckpts := make([]*redis.StringCmd, len(r.Checkpoints))
+	for i, p := range r.Checkpoints {
+		ckpts[i] = pipe.Get(ctx, s.CheckpointKey(p))
+	}
+	var accts *redis.SliceCmd
+	if len(r.Accounts) > 0 {
+		keys := make([]string, len(r.Accounts))
+		for i, a := range r.Accounts {
+			keys[i] = s.accountKey(a)
+		}
+		accts = pipe.MGet(ctx, keys...)
+	}
+	type termCmd struct {
+		id   string
+		days Days
+		cmd  *redis.SliceCmd
+	}
+	terms := make([]termCmd, 0, len(r.Terminals))
+	for id, d := range r.Terminals {
+		fields := make([]string, 0, 2*(d.Hi-d.Lo+1))
+		for x := d.Lo; x <= d.Hi; x++ {
+			n := strconv.FormatInt(x, 10)
+			fields = append(fields, n+":c", n+":f")
+		}
+		terms = append(terms, termCmd{id, d, pipe.HMGet(ctx, s.terminalKey(id), fields...)})
+	}
+	devs := make([]*redis.MapStringStringCmd, len(r.Devices))
+	for i, d := range r.Devices {
+		devs[i] = pipe.HGetAll(ctx, s.deviceKey(d))
+	}
+	s.RoundTrips.Add(1)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("window fetch: %w", err)
+	}
+	for i, p := range r.Checkpoints {
+		v, err := ckpts[i].Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			snap.Checkpoints[p] = NoCheckpoint
+		case err != nil:
+			return nil, fmt.Errorf("checkpoint of %s: %w", p, err)
 		default:
-			return nil, fmt.Errorf("read op %q", op.Kind)
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("checkpoint of %s is %q", p, v)
+			}
+			snap.Checkpoints[p] = n
 		}
 	}
-	for _, op := range p.Writes {
-		switch op.Kind {
-		case features.OpIncr, features.OpMax, features.OpSetNX:
-			w.W = append(w.W, []any{op.Kind, op.Key + 1, op.Field, op.Value})
-		case features.OpPruneTiles, features.OpPruneRecent, features.OpTTL:
-			w.W = append(w.W, []any{op.Kind, op.Key + 1, op.Num})
-		default:
-			return nil, fmt.Errorf("write op %q", op.Kind)
+	if accts != nil {
+		for i, v := range accts.Val() {
+			a := &features.Account{}
+			if v != nil {
+				str, ok := v.(string)
+				if !ok {
+					return nil, fmt.Errorf("account %s: unexpected %T", r.Accounts[i], v)
+				}
+				if err := a.UnmarshalBinary([]byte(str)); err != nil {
+					return nil, fmt.Errorf("account %s: %w", r.Accounts[i], err)
+				}
+			}
+			snap.Accounts[r.Accounts[i]] = a
 		}
 	}
-	if g := p.Guard; g != nil {
-		w.G = []any{g.Key + 1, g.Field, g.Min}
+	for _, tc := range terms {
+		days := map[int64]*[2]int64{}
+		for i, v := range tc.cmd.Val() {
+			str, ok := v.(string)
+			if !ok {
+				continue
+			}
+			n, err := strconv.ParseInt(str, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("terminal %s: field value %q", tc.id, str)
+			}
+			d := tc.days.Lo + int64(i/2)
+			if days[d] == nil {
+				days[d] = &[2]int64{}
+			}
+			days[d][i%2] = n
+		}
+		snap.Terminals[tc.id] = days
 	}
-	if o := p.Once; o != nil {
-		w.O = []any{o.Key + 1, o.TTL.Milliseconds()}
+	for i, d := range r.Devices {
+		h := devs[i].Val()
+		m := make(map[string]int64, len(h))
+		for acct, v := range h {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("device %s: field value %q", d, v)
+			}
+			m[acct] = n
+		}
+		snap.Devices[d] = m
 	}
-	if m := p.Mark; m != nil {
-		w.M = []any{m.Key + 1, m.ResultKey + 1, strconv.FormatInt(m.Offset, 10), m.ResultTTL.Milliseconds()}
-	}
-	return json.Marshal(w)
+	return snap, nil
 }
 
-// Apply runs plans in order in one pipelined round trip and returns their results. A Redis
-// failure is returned whole: the caller's Kafka transaction aborts and the same plans come
-// again, which the marks make harmless.
-func (s *Store) Apply(ctx context.Context, plans []features.Plan) ([]features.Result, error) {
-	if len(plans) == 0 {
+// TerminalDelta is one partition's transactions on one terminal day since its last flush.
+type TerminalDelta struct {
+	Tx         int64
+	PruneBelow int64 // when the day is new in Redis, days below this are dropped
+}
+
+// DeviceSeen is the newest time one partition saw an account on a device since its last flush.
+type DeviceSeen struct {
+	Ms         int64
+	PruneBelow int64 // when the account is new on the device, accounts seen before are dropped
+}
+
+// Delta is what one partition checkpoints: the state of the accounts it changed and its
+// terminal and device deltas, moving its checkpoint from From to To.
+type Delta struct {
+	Partition string
+	From, To  int64                        // From is NoCheckpoint for a first flush
+	Accounts  map[string]*features.Account // changed accounts
+	Terminals map[string]map[int64]TerminalDelta
+	Devices   map[string]map[string]DeviceSeen
+}
+
+// Flush checkpoints deltas (one script per partition, all in one round trip) and returns one
+// error per delta: nil, ErrConflict (wrapped) or a Redis error. A failed delta changed nothing.
+func (s *Store) Flush(ctx context.Context, deltas []Delta) ([]error, error) {
+	if len(deltas) == 0 {
 		return nil, nil
 	}
-	args := make([][]byte, len(plans))
-	keys := make([][]string, len(plans))
-	for i, p := range plans {
-		b, err := encode(p)
+	keys := make([][]string, len(deltas))
+	args := make([][]any, len(deltas))
+	for i, d := range deltas {
+		k, a, err := s.flushArgs(d)
 		if err != nil {
 			return nil, err
 		}
-		args[i] = b
-		ks := make([]string, len(p.Keys))
-		for j, k := range p.Keys {
-			ks[j] = s.prefix + k
-		}
-		keys[i] = ks
+		keys[i], args[i] = k, a
 	}
-	cmds, err := s.exec(ctx, keys, args)
-	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
-		// Nothing ran (the first EVALSHA failed and so did every one after it): load and redo.
+	cmds, err := s.flushExec(ctx, keys, args)
+	if err != nil && isNoScript(err) {
+		// Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran. Load and redo.
 		s.RoundTrips.Add(1)
-		if lerr := planScript.Load(ctx, s.rdb).Err(); lerr != nil {
-			return nil, fmt.Errorf("load window script: %w", lerr)
+		if lerr := flushScript.Load(ctx, s.rdb).Err(); lerr != nil {
+			return nil, fmt.Errorf("load flush script: %w", lerr)
 		}
-		cmds, err = s.exec(ctx, keys, args)
+		cmds, err = s.flushExec(ctx, keys, args)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("window pipeline (%d plans): %w", len(plans), err)
-	}
-	out := make([]features.Result, len(plans))
+	errs := make([]error, len(deltas))
 	for i, c := range cmds {
-		vals, err := c.StringSlice()
-		if err != nil || len(vals) < 2 {
-			return nil, fmt.Errorf("window script result %d: %v %w", i, vals, err)
+		if cerr := c.Err(); cerr != nil {
+			if strings.HasPrefix(cerr.Error(), "CONFLICT") {
+				errs[i] = fmt.Errorf("%w: %s: %v", ErrConflict, deltas[i].Partition, cerr)
+			} else {
+				errs[i] = fmt.Errorf("flush %s: %w", deltas[i].Partition, cerr)
+			}
 		}
-		out[i] = features.Result{Status: features.Status(vals[0]), Replayed: vals[1] == "1", Reads: vals[2:]}
 	}
-	return out, nil
+	if err != nil && cmds == nil {
+		return nil, fmt.Errorf("window flush: %w", err)
+	}
+	return errs, nil
 }
 
-func (s *Store) exec(ctx context.Context, keys [][]string, args [][]byte) ([]*redis.Cmd, error) {
+func isNoScript(err error) bool { return err != nil && strings.Contains(err.Error(), "NOSCRIPT") }
+
+func (s *Store) flushExec(ctx context.Context, keys [][]string, args [][]any) ([]*redis.Cmd, error) {
 	s.RoundTrips.Add(1)
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(args))
-	for i := range args {
-		cmds[i] = planScript.EvalSha(ctx, pipe, keys[i], args[i])
+	cmds := make([]*redis.Cmd, len(keys))
+	for i := range keys {
+		cmds[i] = flushScript.EvalSha(ctx, pipe, keys[i], args[i]...)
 	}
 	_, err := pipe.Exec(ctx)
+	if isNoScript(err) {
+		return nil, err
+	}
 	return cmds, err
+}
+
+func (s *Store) flushArgs(d Delta) ([]string, []any, error) {
+	keys := make([]string, 0, 1+len(d.Accounts)+len(d.Terminals)+len(d.Devices))
+	keys = append(keys, s.CheckpointKey(d.Partition))
+	from := ""
+	if d.From != NoCheckpoint {
+		from = strconv.FormatInt(d.From, 10)
+	}
+	args := make([]any, 0, 8+len(d.Accounts)+4*len(d.Terminals)+4*len(d.Devices))
+	args = append(args, from, strconv.FormatInt(d.To, 10), len(d.Accounts), len(d.Terminals), len(d.Devices),
+		features.AccountTTL(s.cfg).Milliseconds(), features.LabelTTL(s.cfg).Milliseconds(), features.DeviceTTL(s.cfg).Milliseconds())
+	for id, a := range d.Accounts {
+		b, err := a.MarshalBinary()
+		if err != nil {
+			return nil, nil, fmt.Errorf("account %s: %w", id, err)
+		}
+		keys = append(keys, s.accountKey(id))
+		args = append(args, b)
+	}
+	for id, days := range d.Terminals {
+		keys = append(keys, s.terminalKey(id))
+		args = append(args, len(days))
+		for day, td := range days {
+			args = append(args, day, td.Tx, td.PruneBelow)
+		}
+	}
+	for id, accts := range d.Devices {
+		keys = append(keys, s.deviceKey(id))
+		args = append(args, len(accts))
+		for acct, seen := range accts {
+			args = append(args, acct, seen.Ms, seen.PruneBelow)
+		}
+	}
+	return keys, args, nil
+}
+
+// ApplyLabels applies labels in one round trip, each at most once per transaction, and returns
+// how many were applied and how many were duplicates.
+func (s *Store) ApplyLabels(ctx context.Context, labels []features.Label) (applied, duplicates int, err error) {
+	if len(labels) == 0 {
+		return 0, 0, nil
+	}
+	run := func() ([]*redis.Cmd, error) {
+		s.RoundTrips.Add(1)
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(labels))
+		for i, l := range labels {
+			day, counts := features.LabelFraudDay(s.cfg, l)
+			dayArg, term := "", s.labelKey(l.TransactionID)
+			if counts {
+				dayArg, term = strconv.FormatInt(day, 10), s.terminalKey(l.TerminalID)
+			}
+			ttl := features.LabelTTL(s.cfg).Milliseconds()
+			cmds[i] = labelScript.EvalSha(ctx, pipe, []string{s.labelKey(l.TransactionID), term}, ttl, dayArg, ttl)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run()
+	if isNoScript(err) {
+		s.RoundTrips.Add(1)
+		if lerr := labelScript.Load(ctx, s.rdb).Err(); lerr != nil {
+			return 0, 0, fmt.Errorf("load label script: %w", lerr)
+		}
+		cmds, err = run()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("apply %d labels: %w", len(labels), err)
+	}
+	for _, c := range cmds {
+		if n, _ := c.Int(); n == 1 {
+			applied++
+		} else {
+			duplicates++
+		}
+	}
+	return applied, duplicates, nil
 }

@@ -2,9 +2,9 @@ package window
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math/rand/v2"
-	"slices"
+	"reflect"
 	"testing"
 	"time"
 
@@ -14,82 +14,138 @@ import (
 	"github.com/vigil-fraud/vigil/models/features"
 )
 
-// TestLuaMatchesMemStore runs one random history (out-of-order and late events, labels,
-// replayed batches) through plan.lua in the real Redis and through MemStore: every result must
-// be the same, which is what lets Offline stand in for the stream.
-func TestLuaMatchesMemStore(t *testing.T) {
-	t.Parallel()
+func newStore(t *testing.T) (*Store, *redis.Client, string) {
+	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testinfra.RedisAddr(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
 	prefix := testinfra.UniqueName("test:") + ":"
-	s := New(rdb, prefix)
 	t.Cleanup(func() {
 		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
 			rdb.Del(ctx, iter.Val())
 		}
+		_ = rdb.Close()
 	})
-	mem := features.NewMemStore()
-	cfg := features.Config{LabelDelay: 2 * 24 * time.Hour, AllowedLateness: 20 * time.Minute}
-	rng := rand.New(rand.NewPCG(7, 7))
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var offset int64
-	clock := t0
-	var batch []features.Plan
-	var done []features.Event
-	statuses := map[features.Status]int{}
-	flush := func() {
-		got, err := s.Apply(ctx, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, p := range batch {
-			want := mem.Exec(p)
-			if got[i].Status != want.Status || got[i].Replayed != want.Replayed || !slices.Equal(got[i].Reads, want.Reads) {
-				t.Fatalf("plan %d (%v): redis %+v, memstore %+v", i, p.Keys[:1], got[i], want)
-			}
-			statuses[got[i].Status]++
-			if got[i].Replayed {
-				statuses["replayed"]++
-			}
-		}
-		batch = batch[:0]
+	return New(rdb, prefix, features.DefaultConfig()), rdb, prefix
+}
+
+// account returns the state of an account after a few events, through the feature package.
+func account(t *testing.T, id string, n int) *features.Account {
+	t.Helper()
+	a := &features.Account{}
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for i := range n {
+		features.Apply(features.DefaultConfig(), a, features.NewMemShared(), features.Event{AccountID: id, CardToken: "c-" + id,
+			MerchantID: fmt.Sprint("m", i%3), Country: "FR", AmountMinor: int64(100 * (i + 1)), EventTime: t0.Add(time.Duration(i) * time.Hour)})
 	}
-	for i := range 3000 {
-		clock = clock.Add(time.Duration(rng.IntN(600)) * time.Second)
-		at := clock
-		if rng.IntN(10) == 0 { // out of order, sometimes beyond the lateness
-			at = at.Add(-time.Duration(rng.IntN(40)) * time.Minute)
-		}
-		acct := fmt.Sprint("a", rng.IntN(20))
-		ev := features.Event{TransactionID: fmt.Sprint("t", i), AccountID: acct, CardToken: "c" + acct,
-			MerchantID: fmt.Sprint("m", rng.IntN(8)), TerminalID: fmt.Sprint("T", rng.IntN(5)), DeviceID: fmt.Sprint("d", rng.IntN(10)),
-			Country: []string{"FR", "DE", "FR", "FR"}[rng.IntN(4)], Channel: "ecommerce", AmountMinor: rng.Int64N(100000) - 1000, EventTime: at}
-		batch = append(batch, WithMark(features.TxPlan(cfg, ev), "tx/0", offset, time.Hour))
-		offset++
-		done = append(done, ev)
-		if rng.IntN(4) == 0 && len(done) > 0 { // a label, sometimes twice, sometimes too late
-			l := done[rng.IntN(len(done))]
-			known := l.EventTime.Add(time.Duration(rng.IntN(3*24)) * time.Hour)
-			batch = append(batch, features.LabelPlan(cfg, features.Label{TransactionID: l.TransactionID, TerminalID: l.TerminalID,
-				Fraud: rng.IntN(3) > 0, TransactionTime: l.EventTime, KnownAt: known}))
-		}
-		if len(batch) >= 50 {
-			replay := slices.Clone(batch[:len(batch)/2])
-			flush()
-			batch = append(batch, replay...) // as after an aborted transaction
-			flush()
+	return a
+}
+
+// TestFlushFetchRoundTrip: a checkpoint writes accounts, terminal and device deltas and the
+// checkpoint atomically, Fetch reads them back, and a checkpoint from a stale writer is refused
+// without changing anything.
+func TestFlushFetchRoundTrip(t *testing.T) {
+	t.Parallel()
+	s, rdb, _ := newStore(t)
+	ctx := context.Background()
+	snap, err := s.Fetch(ctx, Request{Checkpoints: []string{"tx/0"}, Accounts: []string{"a1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Checkpoints["tx/0"] != NoCheckpoint || !reflect.DeepEqual(snap.Accounts["a1"], &features.Account{}) {
+		t.Fatalf("empty store: %+v", snap)
+	}
+	d := Delta{Partition: "tx/0", From: NoCheckpoint, To: 10,
+		Accounts:  map[string]*features.Account{"a1": account(t, "a1", 5), "a2": account(t, "a2", 2)},
+		Terminals: map[string]map[int64]TerminalDelta{"T": {100: {Tx: 3, PruneBelow: 50}, 101: {Tx: 1, PruneBelow: 50}}},
+		Devices:   map[string]map[string]DeviceSeen{"D": {"a1": {Ms: 1000, PruneBelow: 0}, "a2": {Ms: 2000, PruneBelow: 0}}},
+	}
+	errs, err := s.Flush(ctx, []Delta{d})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("flush: %v %v", err, errs)
+	}
+	// A second writer that still believes the partition was never checkpointed is refused.
+	stale := d
+	stale.Accounts = map[string]*features.Account{"a1": {}}
+	errs, err = s.Flush(ctx, []Delta{stale})
+	if err != nil || !errors.Is(errs[0], ErrConflict) {
+		t.Fatalf("stale flush: %v %v", err, errs)
+	}
+	// The next checkpoint adds to the terminal and moves the device's account forward.
+	d2 := Delta{Partition: "tx/0", From: 10, To: 12,
+		Terminals: map[string]map[int64]TerminalDelta{"T": {101: {Tx: 2, PruneBelow: 50}}},
+		Devices:   map[string]map[string]DeviceSeen{"D": {"a1": {Ms: 3000}}}}
+	if errs, err := s.Flush(ctx, []Delta{d2}); err != nil || errs[0] != nil {
+		t.Fatalf("flush 2: %v %v", err, errs)
+	}
+	if _, _, err := s.ApplyLabels(ctx, []features.Label{{TransactionID: "x", TerminalID: "T", Fraud: true,
+		TransactionTime: time.UnixMilli(101 * 24 * 3600 * 1000), KnownAt: time.UnixMilli(101 * 24 * 3600 * 1000)}}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = s.Fetch(ctx, Request{Checkpoints: []string{"tx/0", "tx/1"}, Accounts: []string{"a1", "a2"},
+		Terminals: map[string]Days{"T": {Lo: 99, Hi: 101}}, Devices: []string{"D"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Checkpoints["tx/0"] != 12 || snap.Checkpoints["tx/1"] != NoCheckpoint {
+		t.Errorf("checkpoints %v", snap.Checkpoints)
+	}
+	for id, want := range d.Accounts {
+		if !reflect.DeepEqual(snap.Accounts[id], want) {
+			t.Errorf("account %s: got %+v, want %+v", id, snap.Accounts[id], want)
 		}
 	}
-	flush()
-	t.Logf("statuses: %v", statuses)
-	if statuses[features.StatusLate] == 0 || statuses["replayed"] == 0 || statuses[features.StatusDuplicate] == 0 {
-		t.Fatalf("history did not exercise late, replayed and duplicate plans: %v", statuses)
+	if got := snap.Terminals["T"]; len(got) != 2 || *got[100] != [2]int64{3, 0} || *got[101] != [2]int64{3, 1} {
+		t.Errorf("terminal days %v %v", got[100], got[101])
 	}
-	// Keys carry TTLs.
-	ttl, err := rdb.PTTL(ctx, prefix+"fw:a:a1:1h").Result()
-	if err != nil || ttl <= 0 || ttl > 3*time.Hour {
-		t.Fatalf("ttl of an account tile = %v, %v", ttl, err)
+	if got := snap.Devices["D"]; got["a1"] != 3000 || got["a2"] != 2000 {
+		t.Errorf("device %v", got)
+	}
+	// TTLs are set on everything written.
+	for _, k := range []string{s.accountKey("a1"), s.terminalKey("T"), s.deviceKey("D")} {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Errorf("%s has no TTL (%v)", k, ttl)
+		}
+	}
+}
+
+// TestFlushAfterScriptCacheLoss: Redis restarts lose loaded scripts; the store reloads them.
+func TestFlushAfterScriptCacheLoss(t *testing.T) {
+	t.Parallel()
+	s, rdb, _ := newStore(t)
+	ctx := context.Background()
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs, err := s.Flush(ctx, []Delta{{Partition: "p/3", From: NoCheckpoint, To: 1}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("flush after SCRIPT FLUSH: %v %v", err, errs)
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if applied, _, err := s.ApplyLabels(ctx, []features.Label{{TransactionID: "y"}}); err != nil || applied != 1 {
+		t.Fatalf("labels after SCRIPT FLUSH: %d %v", applied, err)
+	}
+}
+
+func TestApplyLabelsOnce(t *testing.T) {
+	t.Parallel()
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	fraud := features.Label{TransactionID: "t1", TerminalID: "T", Fraud: true, TransactionTime: t0, KnownAt: t0.Add(time.Hour)}
+	late := features.Label{TransactionID: "t2", TerminalID: "T", Fraud: true, TransactionTime: t0, KnownAt: t0.Add(8 * 24 * time.Hour)}
+	applied, dup, err := s.ApplyLabels(ctx, []features.Label{fraud, fraud, late})
+	if err != nil || applied != 2 || dup != 1 {
+		t.Fatalf("applied %d, duplicates %d, %v", applied, dup, err)
+	}
+	day := features.TileIndex(t0, 24*time.Hour)
+	snap, err := s.Fetch(ctx, Request{Terminals: map[string]Days{"T": {Lo: day, Hi: day}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Terminals["T"][day]; got == nil || got[1] != 1 {
+		t.Fatalf("fraud count %v, want 1 (the late label does not count)", got)
 	}
 }

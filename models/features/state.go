@@ -1,0 +1,341 @@
+package features
+
+import (
+	"slices"
+	"time"
+)
+
+// The window math, written once. An event's features are computed (Compute) from the state
+// before it, then the event is folded into the state (Apply) unless it is late. State comes in
+// two parts:
+//
+//   - Account: everything scoped to one account (its tiled windows, distinct merchants,
+//     terminals and countries, newest event time, first country, and its cards' windows). The
+//     stream keys tx.v1 by account, so one partition owns an account: the feature-window service
+//     keeps it in memory and checkpoints it to Redis as one value (Account.MarshalBinary).
+//   - Shared: terminals and devices, which span accounts and so partitions. The stream reads
+//     them from Redis and writes its deltas there; Offline keeps them in MemShared.
+
+// A tile is one time bucket of a window: count, sum of minor units and, for the 30-day window,
+// sum and sum of squares of rounded major units (the z-score).
+type tile struct{ I, C, S, M, Q int64 }
+
+// tiles is one window's non-empty tiles in ascending order of index.
+type tiles []tile
+
+func (ts tiles) sum(lo, hi int64) (t tile) {
+	for _, x := range ts {
+		if x.I >= lo && x.I <= hi {
+			t.C, t.S, t.M, t.Q = t.C+x.C, t.S+x.S, t.M+x.M, t.Q+x.Q
+		}
+	}
+	return t
+}
+
+// add adds d to tile d.I and reports whether a field went from zero (a new tile, or a zero
+// field): the moment older tiles are pruned. withMQ says whether M and Q are kept.
+func (ts *tiles) add(d tile, withMQ bool) (created bool) {
+	i, found := slices.BinarySearchFunc(*ts, d.I, func(x tile, i int64) int {
+		switch {
+		case x.I < i:
+			return -1
+		case x.I > i:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		*ts = slices.Insert(*ts, i, tile{I: d.I})
+	}
+	x := &(*ts)[i]
+	created = x.C == 0 || x.S == 0 || (withMQ && (x.M == 0 || x.Q == 0))
+	x.C, x.S, x.M, x.Q = x.C+d.C, x.S+d.S, x.M+d.M, x.Q+d.Q
+	return created
+}
+
+// prune drops the tiles below index below.
+func (ts *tiles) prune(below int64) {
+	n := 0
+	for n < len(*ts) && (*ts)[n].I < below {
+		n++
+	}
+	if n > 0 {
+		*ts = slices.Delete(*ts, 0, n)
+	}
+}
+
+// recent maps a member (merchant, terminal, country, account) to when it was last seen (ms).
+type recent map[string]int64
+
+// count is the number of members other than exclude last seen after ms.
+func (r recent) count(exclude string, after int64) int64 {
+	var n int64
+	for m, v := range r {
+		if m != exclude && v > after {
+			n++
+		}
+	}
+	return n
+}
+
+// see records member at ms (keeping the newest) and, when member is new, forgets the members
+// last seen before pruneBelow.
+func (r recent) see(member string, ms, pruneBelow int64) {
+	old, ok := r[member]
+	if !ok || ms > old {
+		r[member] = ms
+	}
+	if !ok {
+		for m, v := range r {
+			if v < pruneBelow {
+				delete(r, m)
+			}
+		}
+	}
+}
+
+// Account is the window state of one account. The zero value is an account never seen.
+type Account struct {
+	Last      int64 // newest applied event time, Unix ms; valid when HasLast
+	HasLast   bool
+	Country   string // first country seen
+	Windows   [5]tiles
+	Merchants recent
+	Terminals recent
+	Countries recent
+	Cards     map[string]*[2]tiles // card token → windows of cardWindows
+}
+
+// window is a tiled window: n tiles of tile length, ending with the event's tile.
+type window struct {
+	name string
+	tile time.Duration
+	n    int
+}
+
+var accountWindows = [5]window{
+	{"10m", time.Minute, 10},
+	{"1h", 5 * time.Minute, 12},
+	{"1d", time.Hour, 24},
+	{"7d", 6 * time.Hour, 28},
+	{"30d", 24 * time.Hour, 30},
+}
+
+const zWindow = 4 // accountWindows index of the window the z-score uses
+
+var (
+	cardWindows     = [2]window{{"1h", 5 * time.Minute, 12}, {"1d", time.Hour, 24}}
+	terminalWindows = [3]int64{1, 7, 30} // days
+)
+
+const (
+	day    = 24 * time.Hour
+	noPrev = 30 * day
+	// Terminal day tiles are kept this many days behind the newest day the features read.
+	terminalKeepDays = 60
+)
+
+// TileIndex is the tile of t for tiles of length tile: floor(t / tile) since the Unix epoch.
+func TileIndex(t time.Time, tile time.Duration) int64 {
+	ms, tm := t.UnixMilli(), tile.Milliseconds()
+	q := ms / tm
+	if ms%tm != 0 && ms < 0 {
+		q--
+	}
+	return q
+}
+
+// Shared is the state that spans accounts: terminal day tiles and the accounts seen on each
+// device. Reads see every update applied before them.
+type Shared interface {
+	// TerminalDays returns the transactions and frauds of terminal over days [lo, hi] (day
+	// indexes, TileIndex with 24 h tiles).
+	TerminalDays(terminal string, lo, hi int64) (tx, fraud int64)
+	// DeviceAccounts counts the accounts other than account seen on device after ms (Unix ms).
+	DeviceAccounts(device, account string, after int64) int64
+	// AddTerminalTx adds one transaction to terminal's day and, when that creates the day,
+	// forgets the days below pruneBelow.
+	AddTerminalTx(terminal string, day, pruneBelow int64)
+	// SeeDevice records account on device at ms (keeping the newest) and, when the account is
+	// new on the device, forgets the accounts last seen before pruneBelow.
+	SeeDevice(device, account string, ms, pruneBelow int64)
+}
+
+// reads is what an event's features read from the state before it.
+type reads struct {
+	acct                 [5]tile
+	merchants, terminals int64
+	countries            int64
+	last                 int64
+	hasLast              bool
+	country              string
+	card                 [2]int64
+	device               int64
+	termCount, termFraud [3]int64
+}
+
+func labelDelayDays(cfg Config) int64 {
+	return int64((cfg.LabelDelay + day - 1) / day)
+}
+
+// TerminalNewestDay is the newest day the terminal features of an event at t read: whole days
+// ending ceil(LabelDelay)+1 days before t's day, so that every label that can count (known
+// within the delay) is known before the first event that reads its day.
+func TerminalNewestDay(cfg Config, t time.Time) int64 {
+	return TileIndex(t, day) - labelDelayDays(cfg) - 1
+}
+
+// TerminalDaysRead is the range of days [lo, hi] the terminal features of an event at t read.
+func TerminalDaysRead(cfg Config, t time.Time) (lo, hi int64) {
+	hi = TerminalNewestDay(cfg, t)
+	return hi - terminalWindows[len(terminalWindows)-1] + 1, hi
+}
+
+func read(cfg Config, a *Account, sh Shared, ev Event) reads {
+	var r reads
+	t := ev.EventTime
+	ms := t.UnixMilli()
+	r.last, r.hasLast, r.country = a.Last, a.HasLast, a.Country
+	for i, w := range accountWindows {
+		cur := TileIndex(t, w.tile)
+		r.acct[i] = a.Windows[i].sum(cur-int64(w.n)+1, cur)
+	}
+	dayAgo := ms - day.Milliseconds()
+	r.merchants = a.Merchants.count(ev.MerchantID, dayAgo)
+	r.terminals = a.Terminals.count(ev.TerminalID, dayAgo)
+	r.countries = a.Countries.count(ev.Country, dayAgo)
+	if ev.CardToken != "" {
+		if cw := a.Cards[ev.CardToken]; cw != nil {
+			for i, w := range cardWindows {
+				cur := TileIndex(t, w.tile)
+				r.card[i] = cw[i].sum(cur-int64(w.n)+1, cur).C
+			}
+		}
+	}
+	if ev.DeviceID != "" {
+		r.device = sh.DeviceAccounts(ev.DeviceID, ev.AccountID, dayAgo)
+	}
+	if ev.TerminalID != "" {
+		newest := TerminalNewestDay(cfg, t)
+		for i, w := range terminalWindows {
+			r.termCount[i], r.termFraud[i] = sh.TerminalDays(ev.TerminalID, newest-w+1, newest)
+		}
+	}
+	return r
+}
+
+// Compute returns the feature vector of ev from the state before it: a (nil for an account
+// never seen) and sh. It changes nothing.
+func Compute(cfg Config, a *Account, sh Shared, ev Event) []float64 {
+	if a == nil {
+		a = &Account{}
+	}
+	return vector(read(cfg, a, sh, ev), ev)
+}
+
+// Late reports whether ev is later than the allowed lateness for a: older than the account's
+// newest applied event by more than cfg.AllowedLateness. A late event is emitted with its
+// features but does not update any window.
+func Late(cfg Config, a *Account, ev Event) bool {
+	return a.HasLast && a.Last > ev.EventTime.UnixMilli()+cfg.AllowedLateness.Milliseconds()
+}
+
+// Apply folds ev into a and sh unless it is late, and reports whether it was.
+func Apply(cfg Config, a *Account, sh Shared, ev Event) (late bool) {
+	if Late(cfg, a, ev) {
+		return true
+	}
+	t := ev.EventTime
+	ms := t.UnixMilli()
+	L := cfg.AllowedLateness
+	if !a.HasLast || ms > a.Last {
+		a.Last, a.HasLast = ms, true
+	}
+	if ev.Country != "" && a.Country == "" {
+		a.Country = ev.Country
+	}
+	major := roundMajor(ev.AmountMinor)
+	for i, w := range accountWindows {
+		cur := TileIndex(t, w.tile)
+		d := tile{I: cur, C: 1, S: ev.AmountMinor}
+		if i == zWindow {
+			d.M, d.Q = major, major*major
+		}
+		if a.Windows[i].add(d, i == zWindow) {
+			// The oldest tile any non-late later event can read: its time is >= t - lateness.
+			a.Windows[i].prune(TileIndex(t.Add(-L), w.tile) - int64(w.n) + 1)
+		}
+	}
+	seeRecent := func(r *recent, member string) {
+		if member == "" {
+			return
+		}
+		if *r == nil {
+			*r = recent{}
+		}
+		r.see(member, ms, ms-(day+L).Milliseconds())
+	}
+	seeRecent(&a.Merchants, ev.MerchantID)
+	seeRecent(&a.Terminals, ev.TerminalID)
+	seeRecent(&a.Countries, ev.Country)
+	if ev.CardToken != "" {
+		if a.Cards == nil {
+			a.Cards = map[string]*[2]tiles{}
+		}
+		cw := a.Cards[ev.CardToken]
+		if cw == nil {
+			cw = &[2]tiles{}
+			a.Cards[ev.CardToken] = cw
+		}
+		for i, w := range cardWindows {
+			if cw[i].add(tile{I: TileIndex(t, w.tile), C: 1}, false) {
+				cw[i].prune(TileIndex(t.Add(-L), w.tile) - int64(w.n) + 1)
+			}
+		}
+	}
+	if ev.DeviceID != "" {
+		// A device spans accounts, hence partitions: a day of slack for their skew.
+		sh.SeeDevice(ev.DeviceID, ev.AccountID, ms, ms-(day+L+day).Milliseconds())
+	}
+	if ev.TerminalID != "" {
+		// Generous: terminals span partitions and labels arrive late.
+		sh.AddTerminalTx(ev.TerminalID, TileIndex(t, day), TerminalNewestDay(cfg, t)-terminalKeepDays)
+	}
+	return false
+}
+
+// LabelFraudDay says what label l does to the terminal windows: when counts, one fraud on the
+// day of its transaction at l.TerminalID. Only a transaction's first label may count (the
+// store remembers labelled transactions for LabelTTL); a fraud label counts when known within
+// LabelDelay of its transaction.
+func LabelFraudDay(cfg Config, l Label) (day int64, counts bool) {
+	if !l.Fraud || l.TerminalID == "" || l.KnownAt.After(l.TransactionTime.Add(cfg.LabelDelay)) {
+		return 0, false
+	}
+	return TileIndex(l.TransactionTime, 24*time.Hour), true
+}
+
+// LabelTTL is how long a store must remember that a transaction was labelled, and keep a
+// terminal's day tiles after their last update: labels arrive up to LabelDelay late and the
+// features read 31 days behind.
+func LabelTTL(cfg Config) time.Duration {
+	return cfg.LabelDelay + terminalKeepDays*day + 2*day
+}
+
+// AccountTTL is how long an account's state must outlive its last update: the 30-day window of
+// day tiles reaches back up to 31 days, plus the lateness.
+func AccountTTL(cfg Config) time.Duration {
+	return noPrev + day + cfg.AllowedLateness + time.Hour
+}
+
+// DeviceTTL is how long a device's accounts must outlive its last update.
+func DeviceTTL(cfg Config) time.Duration {
+	return 2*day + cfg.AllowedLateness + time.Hour
+}
+
+func roundMajor(minor int64) int64 {
+	if minor >= 0 {
+		return (minor + 50) / 100
+	}
+	return -((-minor + 50) / 100)
+}

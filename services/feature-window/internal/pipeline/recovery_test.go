@@ -1,0 +1,176 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/models/features"
+	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+)
+
+// genLog is a two-partition tx.v1 with accounts, cards, terminals and devices that stay within
+// a partition (so the offline recomputation, partition by partition, is exact), spanning 40
+// days with late events and a few undecodable records.
+func genLog(t *testing.T, n int, seed uint64) (memLog, map[string][]float64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	log := memLog{}
+	off := map[int32]*features.Offline{0: features.NewOffline(), 1: features.NewOffline()}
+	want := map[string][]float64{}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		p := int32(rng.IntN(2))
+		at = at.Add(time.Duration(rng.ExpFloat64() * float64(40*24*time.Hour) / float64(n)))
+		ts := at
+		if rng.Float64() < 0.05 {
+			ts = at.Add(-time.Duration(rng.IntN(3*60)) * time.Minute)
+		}
+		var r *kgo.Record
+		if rng.Float64() < 0.01 {
+			r = &kgo.Record{Topic: "tx.v1", Partition: p, Value: []byte{0xff}}
+		} else {
+			acct := fmt.Sprintf("p%d-a%d", p, rng.IntN(20))
+			tx := &fraudv1.Transaction{Id: fmt.Sprint("tx-", i), AccountId: acct, Card: &fraudv1.Card{Token: "tok-" + acct},
+				AmountMinor: 1 + rng.Int64N(40000), Currency: "EUR", MerchantId: fmt.Sprint("m", rng.IntN(9)),
+				TerminalId: fmt.Sprintf("p%d-t%d", p, rng.IntN(6)), DeviceId: fmt.Sprintf("p%d-d%d", p, rng.IntN(8)),
+				Country: []string{"FR", "DE"}[rng.IntN(2)], Channel: fraudv1.Channel_CHANNEL_ECOMMERCE, EventTime: timestamppb.New(ts)}
+			var err error
+			if r, err = kafka.NewRecord("tx.v1", acct, tx); err != nil {
+				t.Fatal(err)
+			}
+			r.Partition = p
+			want[tx.Id] = off[p].Next(Event(tx))
+		}
+		r.Offset = int64(len(log[p]))
+		log[p] = append(log[p], r)
+	}
+	return log, want
+}
+
+// fault is what happens to one poll of the simulated loop.
+type fault int
+
+const (
+	commit            fault = iota
+	abort                   // transform ran, transaction aborted: Aborted, same input again
+	crashBeforeCommit       // process dies after the transform: a new instance, same input
+	crashAfterCommit        // committed, process dies before the checkpoint: a new instance
+	flushFails              // committed, the checkpoint fails (Redis down)
+	zombieFlush             // committed; meanwhile another instance took the partitions over
+)
+
+// TestRecoveryEqualsOffline runs the pipeline as the EOS loop would, injecting aborts, crashes
+// before and after commit, failed checkpoints and a zombie's late checkpoint: the committed
+// output holds every transaction once, with the features of the offline recomputation.
+func TestRecoveryEqualsOffline(t *testing.T) {
+	t.Parallel()
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			log, want := genLog(t, 1500, seed)
+			rng := rand.New(rand.NewPCG(seed, 2))
+			st := newMemStore()
+			cfg := features.DefaultConfig()
+			newPipe := func() *Pipeline { return New(st, log.read, cfg, "features.v1", time.Now) }
+			p := newPipe()
+			pos := map[int32]int64{0: 0, 1: 0}
+			got := map[string][]float64{}
+			count := map[string]int{}
+			faults := map[fault]int{}
+			for pos[0] < int64(len(log[0])) || pos[1] < int64(len(log[1])) {
+				var in []*kgo.Record
+				for _, part := range []int32{0, 1} {
+					k := int64(1 + rng.IntN(40))
+					in = append(in, log[part][pos[part]:min(pos[part]+k, int64(len(log[part])))]...)
+				}
+				out, err := p.Transform(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f := commit
+				if r := rng.Float64(); r < 0.3 {
+					f = fault(1 + rng.IntN(5))
+				}
+				faults[f]++
+				switch f {
+				case abort:
+					p.Aborted()
+					continue
+				case crashBeforeCommit:
+					p = newPipe()
+					continue
+				}
+				for _, r := range out {
+					if r.Topic != "features.v1" {
+						continue
+					}
+					var et fraudv1.EnrichedTransaction
+					if err := kafka.Decode(r, &et); err != nil {
+						t.Fatal(err)
+					}
+					got[et.GetTransaction().GetId()] = et.GetFeatures().GetValues()
+					count[et.GetTransaction().GetId()]++
+				}
+				for _, r := range in {
+					pos[r.Partition] = r.Offset + 1
+				}
+				switch f {
+				case commit:
+					p.Committed(context.Background(), in)
+				case crashAfterCommit:
+					p = newPipe()
+				case flushFails:
+					st.mu.Lock()
+					st.err = errors.New("redis down")
+					st.mu.Unlock()
+					p.Committed(context.Background(), in)
+					st.mu.Lock()
+					st.err = nil
+					st.mu.Unlock()
+				case zombieFlush:
+					// A second instance takes over (catching up from the checkpoint) and
+					// checkpoints first; the old one's checkpoint must be refused.
+					next := newPipe()
+					if _, err := next.Transform(context.Background(), nil); err != nil {
+						t.Fatal(err)
+					}
+					for _, part := range []int32{0, 1} {
+						if _, err := next.CatchUpTo(context.Background(), "tx.v1", part, pos[part]); err != nil {
+							t.Fatal(err)
+						}
+					}
+					p.Committed(context.Background(), in)
+					if p.Stats.Conflicts.Load() == 0 {
+						t.Fatal("the zombie's checkpoint was accepted")
+					}
+					p = next
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d transactions committed, want %d", len(got), len(want))
+			}
+			for id, w := range want {
+				if count[id] != 1 {
+					t.Errorf("%s committed %d times", id, count[id])
+				}
+				if !slices.Equal(got[id], w) {
+					for i := range w {
+						if got[id][i] != w[i] {
+							t.Errorf("%s: %s = %v, offline %v", id, features.Names[i], got[id][i], w[i])
+						}
+					}
+				}
+			}
+			t.Logf("faults: %v", faults)
+		})
+	}
+}
