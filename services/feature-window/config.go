@@ -14,7 +14,9 @@ import (
 
 // Config of the feature-window service, from VIGIL_FEATURE_WINDOW_* and the shared variables.
 type Config struct {
-	Addr            string
+	Addr string
+	// DebugAddr, when set (loopback only), serves /debug/pprof.
+	DebugAddr       string
 	Group           string
 	LabelsGroup     string
 	TransactionalID string
@@ -30,10 +32,12 @@ type Config struct {
 	// MaxAccounts bounds the accounts held in memory per partition; beyond it, checkpointed
 	// accounts are evicted and read back from Redis when they come again.
 	MaxAccounts int
-	Features    features.Config
-	Kafka       kafka.Config
-	Redis       redisclient.Config
-	Log         telemetry.Config
+	// CheckpointInterval is the least time between two Redis checkpoints of the windows.
+	CheckpointInterval time.Duration
+	Features           features.Config
+	Kafka              kafka.Config
+	Redis              redisclient.Config
+	Log                telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
@@ -41,15 +45,17 @@ func loadConfig(e *config.Env) (Config, error) {
 	def := features.DefaultConfig()
 	group := e.String("VIGIL_FEATURE_WINDOW_GROUP", "vigil-feature-window")
 	c := Config{
-		Addr:            e.String("VIGIL_FEATURE_WINDOW_ADDR", "127.0.0.1:8081"),
-		Group:           group,
-		LabelsGroup:     e.String("VIGIL_FEATURE_WINDOW_LABELS_GROUP", group+"-labels"),
-		TransactionalID: e.String("VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID", "vigil-feature-window-"+host),
-		MaxPollRecords:  e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 500, 1, 100_000),
-		CatchUpTimeout:  e.Duration("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", 5*time.Minute),
-		MaxAccounts:     e.Int("VIGIL_FEATURE_WINDOW_MAX_ACCOUNTS", 200_000, 100, 100_000_000),
-		InstanceID:      e.String("VIGIL_FEATURE_WINDOW_INSTANCE_ID", ""),
-		SessionTimeout:  e.Duration("VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT", 45*time.Second),
+		Addr:               e.String("VIGIL_FEATURE_WINDOW_ADDR", "127.0.0.1:8081"),
+		DebugAddr:          e.String("VIGIL_FEATURE_WINDOW_DEBUG_ADDR", ""),
+		Group:              group,
+		LabelsGroup:        e.String("VIGIL_FEATURE_WINDOW_LABELS_GROUP", group+"-labels"),
+		TransactionalID:    e.String("VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID", "vigil-feature-window-"+host),
+		MaxPollRecords:     e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 500, 1, 100_000),
+		CatchUpTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", 5*time.Minute),
+		MaxAccounts:        e.Int("VIGIL_FEATURE_WINDOW_MAX_ACCOUNTS", 200_000, 100, 100_000_000),
+		CheckpointInterval: e.Duration("VIGIL_FEATURE_WINDOW_CHECKPOINT_INTERVAL", time.Second),
+		InstanceID:         e.String("VIGIL_FEATURE_WINDOW_INSTANCE_ID", ""),
+		SessionTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT", 45*time.Second),
 		Features: features.Config{
 			LabelDelay:      e.Duration("VIGIL_FEATURE_WINDOW_LABEL_DELAY", def.LabelDelay),
 			AllowedLateness: e.Duration("VIGIL_FEATURE_WINDOW_ALLOWED_LATENESS", def.AllowedLateness),
@@ -57,6 +63,9 @@ func loadConfig(e *config.Env) (Config, error) {
 		Kafka: kafka.LoadConfig(e),
 		Redis: redisclient.LoadConfig(e),
 		Log:   telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+	}
+	if c.CheckpointInterval < 0 || c.CheckpointInterval > time.Minute {
+		e.Fail("VIGIL_FEATURE_WINDOW_CHECKPOINT_INTERVAL", "%s is outside [0, 1m]", c.CheckpointInterval)
 	}
 	if c.CatchUpTimeout < time.Second {
 		e.Fail("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", "%s is shorter than 1s", c.CatchUpTimeout)

@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string) error {
 	store := window.New(rdb, cfg.Redis.KeyPrefix, cfg.Features)
 	pipe := pipeline.New(store, pipeline.KafkaReader(cfg.Kafka.Brokers, cfg.CatchUpTimeout), cfg.Features,
 		cfg.Kafka.Topics.Features, time.Now, pipeline.WithLogger(log), pipeline.WithMetrics(reg),
-		pipeline.WithMaxAccounts(cfg.MaxAccounts))
+		pipeline.WithMaxAccounts(cfg.MaxAccounts), pipeline.WithCheckpointInterval(cfg.CheckpointInterval))
 	applier := &labels.Applier{Windows: store}
 	if mode == "rebuild" {
 		return rebuild(ctx, cfg, pipe, applier, log)
@@ -123,9 +123,19 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 		return err
 	}
 
+	debug, err := httpserver.ListenDebug(cfg.DebugAddr, log)
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
-	g.Go(func() error { return loop.Run(gctx) })
+	g.Go(func() error { return httpserver.RunOrWait(gctx, debug) })
+	g.Go(func() error {
+		err := loop.Run(gctx)
+		pipe.FlushAll(context.WithoutCancel(gctx)) // what the last transactions committed
+		return err
+	})
 	g.Go(func() error { return lc.Run(gctx) })
 	health.MarkReady()
 	err = g.Wait()

@@ -116,6 +116,13 @@ func (m *memStore) Flush(_ context.Context, deltas []window.Delta) ([]error, err
 				m.devices[id][a] = max(m.devices[id][a], s.Ms)
 			}
 		}
+		for id, prune := range d.DevicePrune {
+			for a, below := range prune {
+				if ms, ok := m.devices[id][a]; ok && ms < below {
+					delete(m.devices[id], a)
+				}
+			}
+		}
 		m.ckpt[d.Partition] = d.To
 	}
 	return errs, nil

@@ -76,6 +76,7 @@ type partition struct {
 	dirty         map[string]bool
 	terminals     map[string]map[int64]window.TerminalDelta
 	devices       map[string]map[string]window.DeviceSeen
+	devicePrune   map[string]map[string]int64 // device → account → drop it if last seen below
 }
 
 func (part *partition) key() string { return partitionKey(part.topic, part.num) }
@@ -91,6 +92,7 @@ func (part *partition) clear() {
 	part.dirty = map[string]bool{}
 	part.terminals = map[string]map[int64]window.TerminalDelta{}
 	part.devices = map[string]map[string]window.DeviceSeen{}
+	part.devicePrune = map[string]map[string]int64{}
 }
 
 // Pipeline holds the transform's dependencies and the partitions' state.
@@ -105,9 +107,23 @@ type Pipeline struct {
 	Stats     Stats
 
 	maxAccounts int
+	interval    time.Duration // between checkpoints
+	lastFlush   time.Time
 	parts       map[string]*partition // only touched by the loop's goroutine
-	reset       atomic.Bool           // set by Reset from any goroutine; honoured at the next Transform
+	terminals   map[string]*terminalDays
+	reset       atomic.Bool // set by Reset from any goroutine; honoured at the next Transform
 }
+
+// terminalDays caches one terminal's day tiles [lo, hi] as Redis had them when read plus this
+// instance's deltas since: terminal features read whole days at least LabelDelay+1 days old,
+// which no longer change once their labels are in, so one read per terminal per day serves
+// every poll. It is dropped whenever a partition is loaded or dropped.
+type terminalDays struct {
+	lo, hi int64
+	days   map[int64]*[2]int64
+}
+
+const maxCachedTerminals = 1_000_000
 
 // Option adds an optional dependency.
 type Option func(*Pipeline)
@@ -134,10 +150,16 @@ func WithMetrics(reg prometheus.Registerer) Option {
 // it, checkpointed accounts are evicted and read back from Redis when they come again.
 func WithMaxAccounts(n int) Option { return func(p *Pipeline) { p.maxAccounts = n } }
 
+// WithCheckpointInterval checkpoints to Redis at most once per d (default 0: after every
+// committed transaction). Longer intervals write each busy account once per interval instead of
+// once per transaction, at the price of a longer catch-up from tx.v1 after a crash and of other
+// instances seeing this one's terminal and device updates up to d later.
+func WithCheckpointInterval(d time.Duration) Option { return func(p *Pipeline) { p.interval = d } }
+
 // New returns a pipeline writing to outTopic; read catches partitions up from tx.v1.
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
-		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, maxAccounts: 200_000}
+		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalDays{}, maxAccounts: 200_000}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -186,7 +208,18 @@ func (p *Pipeline) Reset() { p.reset.Store(true) }
 
 // Aborted is the loop's hook after a transaction that did not commit: the state folded the
 // aborted input, so it is dropped and reloaded (and caught up) from Redis.
-func (p *Pipeline) Aborted() { p.parts = map[string]*partition{} }
+func (p *Pipeline) Aborted() { p.dropAll() }
+
+func (p *Pipeline) dropAll() {
+	p.parts = map[string]*partition{}
+	p.terminals = map[string]*terminalDays{}
+}
+
+// drop forgets one partition; the terminal cache holds its unflushed deltas, so it goes too.
+func (p *Pipeline) drop(k string) {
+	delete(p.parts, k)
+	p.terminals = map[string]*terminalDays{}
+}
 
 type item struct {
 	rec  *kgo.Record
@@ -203,7 +236,7 @@ type item struct {
 // output record carries that span's context: the trace runs ingest → here → scoring.
 func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Record, error) {
 	if p.reset.Swap(false) {
-		p.parts = map[string]*partition{}
+		p.dropAll()
 	}
 	out := make([]*kgo.Record, 0, len(in))
 	items := make([]item, 0, len(in))
@@ -240,7 +273,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 	if err != nil {
 		return fail(err)
 	}
-	v := &view{snap: snap}
+	v := &view{p: p, snap: snap}
 	now := p.now()
 	computed := timestamppb.New(now)
 	for i := range items {
@@ -279,7 +312,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		}
 		rec, err := kafka.NewRecord(p.outTopic, it.tx.GetAccountId(), msg)
 		if err != nil {
-			p.Aborted() // the state folded part of this poll
+			p.dropAll() // the state folded part of this poll
 			return fail(err)
 		}
 		if late {
@@ -314,7 +347,7 @@ func (p *Pipeline) load(ctx context.Context, in []*kgo.Record, first map[string]
 		if part != nil && o < part.next {
 			// The input rewound without an abort or reset we saw: reload.
 			p.log.Warn("partition input rewound; reloading its windows", "partition", k, "offset", o, "next", part.next)
-			delete(p.parts, k)
+			p.drop(k)
 			part = nil
 		}
 		if part == nil {
@@ -342,6 +375,7 @@ func (p *Pipeline) load(ctx context.Context, in []*kgo.Record, first map[string]
 		}
 		p.parts[k] = part
 	}
+	p.terminals = map[string]*terminalDays{} // may miss what the catch-ups added
 	return nil
 }
 
@@ -389,7 +423,7 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 		for id, a := range snap.Accounts {
 			part.accounts[id] = a
 		}
-		rec := &view{part: part, record: true}
+		rec := &view{p: p, part: part, record: true}
 		for _, ev := range batch {
 			features.Apply(p.cfg, part.accounts[ev.AccountID], rec, ev)
 			part.dirty[ev.AccountID] = true
@@ -424,8 +458,8 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 	return nil
 }
 
-// fetch reads, in one round trip, the accounts of the poll not held in memory and the
-// terminals and devices its events read.
+// fetch reads, in one round trip, the accounts of the poll not held in memory, the devices its
+// events read and the terminal days not cached, and merges in this instance's unflushed deltas.
 func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, error) {
 	var req window.Request
 	req.Terminals = map[string]window.Days{}
@@ -449,21 +483,65 @@ func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, e
 			req.Terminals[t] = window.Days{Lo: lo, Hi: hi}
 		}
 	}
-	return p.store.Fetch(ctx, req)
+	// Terminals whose cached days cover every event of the poll need no read.
+	for t, d := range req.Terminals {
+		if c := p.terminals[t]; c != nil && c.lo <= d.Lo && d.Hi <= c.hi {
+			delete(req.Terminals, t)
+		}
+	}
+	snap, err := p.store.Fetch(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.terminals)+len(snap.Terminals) > maxCachedTerminals {
+		p.terminals = map[string]*terminalDays{}
+	}
+	for t, days := range snap.Terminals {
+		d := req.Terminals[t]
+		for _, part := range p.parts {
+			for day, td := range part.terminals[t] {
+				if day >= d.Lo && day <= d.Hi {
+					if days[day] == nil {
+						days[day] = &[2]int64{}
+					}
+					days[day][0] += td.Tx
+				}
+			}
+		}
+		p.terminals[t] = &terminalDays{lo: d.Lo, hi: d.Hi, days: days}
+	}
+	for dev, accts := range snap.Devices {
+		for _, part := range p.parts {
+			for a, seen := range part.devices[dev] {
+				accts[a] = max(accts[a], seen.Ms)
+			}
+		}
+		for _, part := range p.parts {
+			for a, below := range part.devicePrune[dev] {
+				if ms, ok := accts[a]; ok && ms < below {
+					delete(accts, a)
+				}
+			}
+		}
+	}
+	return snap, nil
 }
 
 // Committed is the loop's hook after a committed transaction: it checkpoints the partitions of
 // the poll. A partition whose checkpoint fails is dropped from memory and caught up from tx.v1
 // when it next comes (Redis down, or another writer took over).
-func (p *Pipeline) Committed(ctx context.Context, in []*kgo.Record) {
-	var parts []*partition
-	seen := map[string]bool{}
-	for _, r := range in {
-		k := partitionKey(r.Topic, r.Partition)
-		if part := p.parts[k]; part != nil && !seen[k] {
-			seen[k] = true
-			parts = append(parts, part)
-		}
+func (p *Pipeline) Committed(ctx context.Context, _ []*kgo.Record) {
+	if now := p.now(); p.interval <= 0 || now.Sub(p.lastFlush) >= p.interval {
+		p.lastFlush = now
+		p.FlushAll(ctx)
+	}
+}
+
+// FlushAll checkpoints every partition held; the loop calls it once more after it stopped.
+func (p *Pipeline) FlushAll(ctx context.Context) {
+	parts := make([]*partition, 0, len(p.parts))
+	for _, part := range p.parts {
+		parts = append(parts, part)
 	}
 	if err := p.flush(ctx, parts); err != nil {
 		p.log.Warn("window checkpoint failed; the partitions will be caught up from tx.v1", "err", err)
@@ -479,7 +557,8 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 			continue
 		}
 		d := window.Delta{Partition: part.key(), From: part.flushed, To: part.next,
-			Accounts: make(map[string]*features.Account, len(part.dirty)), Terminals: part.terminals, Devices: part.devices}
+			Accounts: make(map[string]*features.Account, len(part.dirty)), Terminals: part.terminals,
+			Devices: part.devices, DevicePrune: part.devicePrune}
 		for id := range part.dirty {
 			d.Accounts[id] = part.accounts[id]
 		}
@@ -493,7 +572,7 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 	if err != nil {
 		p.Stats.FlushErrors.Add(int64(len(which)))
 		for _, part := range which {
-			delete(p.parts, part.key())
+			p.drop(part.key())
 		}
 		return err
 	}
@@ -505,7 +584,7 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 			} else {
 				p.Stats.FlushErrors.Add(1)
 			}
-			delete(p.parts, part.key())
+			p.drop(part.key())
 			failed = append(failed, errs[i])
 			continue
 		}
@@ -514,6 +593,7 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 		clear(part.dirty)
 		part.terminals = map[string]map[int64]window.TerminalDelta{}
 		part.devices = map[string]map[string]window.DeviceSeen{}
+		part.devicePrune = map[string]map[string]int64{}
 		if len(part.accounts) > p.maxAccounts {
 			// Every account is checkpointed now: evict down to half (map order is random enough).
 			for id := range part.accounts {
@@ -527,19 +607,24 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 	return errors.Join(failed...)
 }
 
-// view is features.Shared for one poll: the terminals and devices read from Redis plus what
-// the poll's earlier events added, recording each partition's deltas for its checkpoint. With
-// record set (catching up) it only records.
+// view is features.Shared for one poll: the cached terminal days and the devices read from
+// Redis, both with this instance's unflushed deltas, recording each partition's deltas for its
+// checkpoint. With record set (catching up) it only records.
 type view struct {
+	p      *Pipeline
 	snap   *window.Snapshot
 	part   *partition
 	record bool
 }
 
 func (v *view) TerminalDays(terminal string, lo, hi int64) (tx, fraud int64) {
-	for d, c := range v.snap.Terminals[terminal] {
+	c := v.p.terminals[terminal]
+	if c == nil {
+		return 0, 0
+	}
+	for d, n := range c.days {
 		if d >= lo && d <= hi {
-			tx, fraud = tx+c[0], fraud+c[1]
+			tx, fraud = tx+n[0], fraud+n[1]
 		}
 	}
 	return tx, fraud
@@ -568,15 +653,12 @@ func (v *view) AddTerminalTx(terminal string, day, pruneBelow int64) {
 	if v.record {
 		return
 	}
-	t := v.snap.Terminals[terminal]
-	if t == nil {
-		t = map[int64]*[2]int64{}
-		v.snap.Terminals[terminal] = t
+	if c := v.p.terminals[terminal]; c != nil {
+		if c.days[day] == nil {
+			c.days[day] = &[2]int64{}
+		}
+		c.days[day][0]++
 	}
-	if t[day] == nil {
-		t[day] = &[2]int64{}
-	}
-	t[day][0]++
 }
 
 func (v *view) SeeDevice(device, account string, ms, pruneBelow int64) {
@@ -587,7 +669,6 @@ func (v *view) SeeDevice(device, account string, ms, pruneBelow int64) {
 	}
 	s := accts[account]
 	s.Ms = max(s.Ms, ms)
-	s.PruneBelow = max(s.PruneBelow, pruneBelow)
 	accts[account] = s
 	if v.record {
 		return
@@ -602,9 +683,17 @@ func (v *view) SeeDevice(device, account string, ms, pruneBelow int64) {
 		d[account] = ms
 	}
 	if !ok {
+		// A new account on the device: the ones not seen since pruneBelow go, here and, if
+		// still that old when the checkpoint runs, in Redis.
 		for a, seen := range d {
 			if seen < pruneBelow {
 				delete(d, a)
+				pr := v.part.devicePrune[device]
+				if pr == nil {
+					pr = map[string]int64{}
+					v.part.devicePrune[device] = pr
+				}
+				pr[a] = max(pr[a], pruneBelow)
 			}
 		}
 	}

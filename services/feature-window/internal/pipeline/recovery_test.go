@@ -73,14 +73,22 @@ const (
 // output holds every transaction once, with the features of the offline recomputation.
 func TestRecoveryEqualsOffline(t *testing.T) {
 	t.Parallel()
-	for _, seed := range []uint64{1, 2, 3} {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+	for _, tc := range []struct {
+		seed     uint64
+		interval time.Duration
+	}{{1, 0}, {2, 0}, {3, 0}, {4, time.Hour}, {5, time.Hour}} {
+		seed := tc.seed
+		// interval 0 checkpoints after every commit; an hour only on catch-ups: the unflushed
+		// deltas then live in memory across many polls.
+		t.Run(fmt.Sprintf("seed%d-interval%s", seed, tc.interval), func(t *testing.T) {
 			t.Parallel()
 			log, want := genLog(t, 1500, seed)
 			rng := rand.New(rand.NewPCG(seed, 2))
 			st := newMemStore()
 			cfg := features.DefaultConfig()
-			newPipe := func() *Pipeline { return New(st, log.read, cfg, "features.v1", time.Now) }
+			newPipe := func() *Pipeline {
+				return New(st, log.read, cfg, "features.v1", time.Now, WithCheckpointInterval(tc.interval))
+			}
 			p := newPipe()
 			pos := map[int32]int64{0: 0, 1: 0}
 			got := map[string][]float64{}
@@ -132,7 +140,7 @@ func TestRecoveryEqualsOffline(t *testing.T) {
 					st.mu.Lock()
 					st.err = errors.New("redis down")
 					st.mu.Unlock()
-					p.Committed(context.Background(), in)
+					p.FlushAll(context.Background())
 					st.mu.Lock()
 					st.err = nil
 					st.mu.Unlock()
@@ -148,7 +156,7 @@ func TestRecoveryEqualsOffline(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-					p.Committed(context.Background(), in)
+					p.FlushAll(context.Background())
 					if p.Stats.Conflicts.Load() == 0 {
 						t.Fatal("the zombie's checkpoint was accepted")
 					}

@@ -5,7 +5,8 @@
 -- ARGV: expected checkpoint ('' = none), new checkpoint, nA, nT, nD, account TTL ms,
 --       terminal TTL ms, device TTL ms, nA account values,
 --       per terminal: n, then n × (day, transactions, prune below day),
---       per device: n, then n × (account, last seen ms, prune below ms).
+--       per device: n, then n × (account, last seen ms), m, then m × (account, below ms): an
+--       account still last seen before below is removed (the caller saw it that old).
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[1] then
   return redis.error_reply('CONFLICT checkpoint is ' .. (cur or 'none') .. ', expected ' .. ARGV[1])
@@ -41,14 +42,14 @@ for i = 1, nD do
   for _ = 1, n do
     local old = redis.call('HGET', k, ARGV[a])
     if (not old) or tonumber(ARGV[a + 1]) > tonumber(old) then redis.call('HSET', k, ARGV[a], ARGV[a + 1]) end
-    if not old then
-      local below = tonumber(ARGV[a + 2])
-      local h = redis.call('HGETALL', k)
-      for j = 1, #h, 2 do
-        if tonumber(h[j + 1]) < below then redis.call('HDEL', k, h[j]) end
-      end
-    end
-    a = a + 3
+    a = a + 2
+  end
+  local m = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, m do
+    local old = redis.call('HGET', k, ARGV[a])
+    if old and tonumber(old) < tonumber(ARGV[a + 1]) then redis.call('HDEL', k, ARGV[a]) end
+    a = a + 2
   end
   redis.call('PEXPIRE', k, ARGV[8])
 end

@@ -200,10 +200,7 @@ type TerminalDelta struct {
 }
 
 // DeviceSeen is the newest time one partition saw an account on a device since its last flush.
-type DeviceSeen struct {
-	Ms         int64
-	PruneBelow int64 // when the account is new on the device, accounts seen before are dropped
-}
+type DeviceSeen struct{ Ms int64 }
 
 // Delta is what one partition checkpoints: the state of the accounts it changed and its
 // terminal and device deltas, moving its checkpoint from From to To.
@@ -213,6 +210,8 @@ type Delta struct {
 	Accounts  map[string]*features.Account // changed accounts
 	Terminals map[string]map[int64]TerminalDelta
 	Devices   map[string]map[string]DeviceSeen
+	// DevicePrune: device → account → remove the account if it was last seen before this (ms).
+	DevicePrune map[string]map[string]int64
 }
 
 // Flush checkpoints deltas (one script per partition, all in one round trip) and returns one
@@ -272,14 +271,20 @@ func (s *Store) flushExec(ctx context.Context, keys [][]string, args [][]any) ([
 }
 
 func (s *Store) flushArgs(d Delta) ([]string, []any, error) {
-	keys := make([]string, 0, 1+len(d.Accounts)+len(d.Terminals)+len(d.Devices))
+	nDev := len(d.Devices)
+	for id := range d.DevicePrune {
+		if _, ok := d.Devices[id]; !ok {
+			nDev++
+		}
+	}
+	keys := make([]string, 0, 1+len(d.Accounts)+len(d.Terminals)+nDev)
 	keys = append(keys, s.CheckpointKey(d.Partition))
 	from := ""
 	if d.From != NoCheckpoint {
 		from = strconv.FormatInt(d.From, 10)
 	}
 	args := make([]any, 0, 8+len(d.Accounts)+4*len(d.Terminals)+4*len(d.Devices))
-	args = append(args, from, strconv.FormatInt(d.To, 10), len(d.Accounts), len(d.Terminals), len(d.Devices),
+	args = append(args, from, strconv.FormatInt(d.To, 10), len(d.Accounts), len(d.Terminals), nDev,
 		features.AccountTTL(s.cfg).Milliseconds(), features.LabelTTL(s.cfg).Milliseconds(), features.DeviceTTL(s.cfg).Milliseconds())
 	for id, a := range d.Accounts {
 		b, err := a.MarshalBinary()
@@ -300,7 +305,22 @@ func (s *Store) flushArgs(d Delta) ([]string, []any, error) {
 		keys = append(keys, s.deviceKey(id))
 		args = append(args, len(accts))
 		for acct, seen := range accts {
-			args = append(args, acct, seen.Ms, seen.PruneBelow)
+			args = append(args, acct, seen.Ms)
+		}
+		prune := d.DevicePrune[id]
+		args = append(args, len(prune))
+		for acct, below := range prune {
+			args = append(args, acct, below)
+		}
+	}
+	for id, prune := range d.DevicePrune {
+		if _, ok := d.Devices[id]; ok {
+			continue
+		}
+		keys = append(keys, s.deviceKey(id))
+		args = append(args, 0, len(prune))
+		for acct, below := range prune {
+			args = append(args, acct, below)
 		}
 	}
 	return keys, args, nil

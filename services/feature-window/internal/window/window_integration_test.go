@@ -58,7 +58,7 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 	d := Delta{Partition: "tx/0", From: NoCheckpoint, To: 10,
 		Accounts:  map[string]*features.Account{"a1": account(t, "a1", 5), "a2": account(t, "a2", 2)},
 		Terminals: map[string]map[int64]TerminalDelta{"T": {100: {Tx: 3, PruneBelow: 50}, 101: {Tx: 1, PruneBelow: 50}}},
-		Devices:   map[string]map[string]DeviceSeen{"D": {"a1": {Ms: 1000, PruneBelow: 0}, "a2": {Ms: 2000, PruneBelow: 0}}},
+		Devices:   map[string]map[string]DeviceSeen{"D": {"a1": {Ms: 1000}, "a2": {Ms: 2000}, "a3": {Ms: 500}}},
 	}
 	errs, err := s.Flush(ctx, []Delta{d})
 	if err != nil || errs[0] != nil {
@@ -71,10 +71,12 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 	if err != nil || !errors.Is(errs[0], ErrConflict) {
 		t.Fatalf("stale flush: %v %v", err, errs)
 	}
-	// The next checkpoint adds to the terminal and moves the device's account forward.
+	// The next checkpoint adds to the terminal, moves a device's account forward and prunes
+	// the accounts that are still old (a1 was seen again since the caller judged it old).
 	d2 := Delta{Partition: "tx/0", From: 10, To: 12,
-		Terminals: map[string]map[int64]TerminalDelta{"T": {101: {Tx: 2, PruneBelow: 50}}},
-		Devices:   map[string]map[string]DeviceSeen{"D": {"a1": {Ms: 3000}}}}
+		Terminals:   map[string]map[int64]TerminalDelta{"T": {101: {Tx: 2, PruneBelow: 50}}},
+		Devices:     map[string]map[string]DeviceSeen{"D": {"a1": {Ms: 3000}}},
+		DevicePrune: map[string]map[string]int64{"D": {"a1": 1500, "a3": 1500}}}
 	if errs, err := s.Flush(ctx, []Delta{d2}); err != nil || errs[0] != nil {
 		t.Fatalf("flush 2: %v %v", err, errs)
 	}
@@ -98,7 +100,7 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 	if got := snap.Terminals["T"]; len(got) != 2 || *got[100] != [2]int64{3, 0} || *got[101] != [2]int64{3, 1} {
 		t.Errorf("terminal days %v %v", got[100], got[101])
 	}
-	if got := snap.Devices["D"]; got["a1"] != 3000 || got["a2"] != 2000 {
+	if got := snap.Devices["D"]; len(got) != 2 || got["a1"] != 3000 || got["a2"] != 2000 {
 		t.Errorf("device %v", got)
 	}
 	// TTLs are set on everything written.
