@@ -2,11 +2,11 @@
 // feature-window service and the offline dataset builder both go through it, so a model is
 // always trained on exactly the values it will be served with.
 //
-// The window math is written once, as a Plan: the reads and updates one event makes against a
-// small store of hashes (plan.go). The stream runs plans in Redis through one generic Lua
-// interpreter (services/feature-window/internal/window); Offline runs the same plans against
-// MemStore. Vector turns the plan's reads into the feature values. Nothing here knows Redis or
-// Kafka.
+// The window math is written once, as state machines (state.go): Compute reads an event's
+// features from the state before it, Apply folds the event in. Offline runs them over
+// in-memory maps; the feature-window service over state it holds in memory and checkpoints to
+// Redis (Account.MarshalBinary). TestGolden pins every value of the current SchemaVersion.
+// Nothing here knows Redis or Kafka.
 //
 // Changing Names, their order or how any value is computed changes what a trained model means:
 // bump SchemaVersion so artifacts trained on the old schema are refused instead of silently
