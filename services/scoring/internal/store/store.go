@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,13 +18,63 @@ import (
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
-const insertDecision = `INSERT INTO decisions (
+// insertDecisions inserts a whole batch in one statement: one array per column, zipped by
+// unnest. jsonb and text[] values travel as text and are cast per row.
+const insertDecisions = `INSERT INTO decisions (
 	decision_id, transaction_id, account_id, action, score, reasons, model_version, rule_set_version,
 	feature_schema_version, review_threshold, decline_threshold, amount_minor, currency, features,
 	received_at, decided_at, kafka_partition, kafka_offset, input_hash, input, degraded, shadow_model_version, shadow_score,
 	account_window, list_hits, degraded_causes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+SELECT d, t, a, act, sc, r::jsonb, mv, rsv, fsv, rt, dt, am, cur, f::jsonb, ra, da, kp, ko, ih, inp, deg, smv, ss,
+	aw::jsonb, lh::jsonb, dc::text[]
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[], $7::text[], $8::text[],
+	$9::text[], $10::float8[], $11::float8[], $12::int8[], $13::text[], $14::text[], $15::timestamptz[],
+	$16::timestamptz[], $17::int4[], $18::int8[], $19::text[], $20::bytea[], $21::bool[], $22::text[], $23::float8[],
+	$24::text[], $25::text[], $26::text[])
+	AS u(d, t, a, act, sc, r, mv, rsv, fsv, rt, dt, am, cur, f, ra, da, kp, ko, ih, inp, deg, smv, ss, aw, lh, dc)
 ON CONFLICT DO NOTHING`
+
+// columns holds one batch as column arrays for insertDecisions.
+type columns struct {
+	decisionID, transactionID, accountID, action []string
+	score                                        []float64
+	reasons, modelVersion, ruleSet, schema       []string
+	reviewT, declineT                            []float64
+	amount                                       []int64
+	currency, features                           []string
+	received, decided                            []time.Time
+	partition                                    []int32
+	offset                                       []int64
+	inputHash                                    []string
+	input                                        [][]byte
+	degraded                                     []bool
+	shadowVersion                                []*string
+	shadowScore                                  []*float64
+	window                                       []*string
+	hits, causes                                 []string
+}
+
+func (c *columns) args() []any {
+	return []any{c.decisionID, c.transactionID, c.accountID, c.action, c.score, c.reasons, c.modelVersion, c.ruleSet,
+		c.schema, c.reviewT, c.declineT, c.amount, c.currency, c.features, c.received, c.decided, c.partition, c.offset,
+		c.inputHash, c.input, c.degraded, c.shadowVersion, c.shadowScore, c.window, c.hits, c.causes}
+}
+
+// textArray is the Postgres literal of a text[].
+func textArray(vals []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
 
 // Decisions is the sink handler.
 type Decisions struct{ log *slog.Logger }
@@ -117,7 +168,18 @@ func metadataColumns(dec *fraudv1.Decision) (window, hits []byte, causes []strin
 // Apply inserts the batch in one round trip. A decision already stored (same decision id or
 // transaction id) is left as it is: the first one wins, so replays never duplicate.
 func (d *Decisions) Apply(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
-	batch := &pgx.Batch{}
+	c, n, err := d.columns(recs)
+	if err != nil || n == 0 {
+		return err
+	}
+	if _, err := tx.Exec(ctx, insertDecisions, c.args()...); err != nil {
+		return fmt.Errorf("insert %d decisions: %w", n, err)
+	}
+	return nil
+}
+
+// columns decodes recs into column arrays, skipping (and logging) undecodable records.
+func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 	for _, r := range recs {
 		dec := &fraudv1.Decision{}
 		if err := kafka.Decode(r, dec); err != nil {
@@ -131,7 +193,7 @@ func (d *Decisions) Apply(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) er
 		}
 		rj, err := json.Marshal(reasons)
 		if err != nil {
-			return fmt.Errorf("encode reasons of %s: %w", dec.GetDecisionId(), err)
+			return c, 0, fmt.Errorf("encode reasons of %s: %w", dec.GetDecisionId(), err)
 		}
 		feats := map[string]float64{}
 		fv := dec.GetInput().GetFeatures()
@@ -142,28 +204,48 @@ func (d *Decisions) Apply(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) er
 		}
 		fj, err := json.Marshal(feats)
 		if err != nil {
-			return fmt.Errorf("encode features of %s: %w", dec.GetDecisionId(), err)
+			return c, 0, fmt.Errorf("encode features of %s: %w", dec.GetDecisionId(), err)
 		}
 		input, err := proto.MarshalOptions{Deterministic: true}.Marshal(dec.GetInput())
 		if err != nil {
-			return fmt.Errorf("encode input of %s: %w", dec.GetDecisionId(), err)
+			return c, 0, fmt.Errorf("encode input of %s: %w", dec.GetDecisionId(), err)
 		}
 		window, hits, causes, shadowVersion, shadowScore, err := metadataColumns(dec)
 		if err != nil {
-			return err
+			return c, 0, err
 		}
-		batch.Queue(insertDecision,
-			dec.GetDecisionId(), dec.GetTransactionId(), dec.GetAccountId(), ActionName(dec.GetAction()), dec.GetScore(),
-			rj, dec.GetModelVersion(), dec.GetRuleSetVersion(), dec.GetFeatureSchemaVersion(),
-			dec.GetReviewThreshold(), dec.GetDeclineThreshold(), dec.GetAmountMinor(), dec.GetCurrency(), fj,
-			dec.GetReceivedTime().AsTime(), dec.GetDecidedTime().AsTime(), r.Partition, r.Offset,
-			dec.GetInputHash(), input, dec.GetDegraded(), shadowVersion, shadowScore, window, hits, causes)
+		var w *string
+		if window != nil {
+			s := string(window)
+			w = &s
+		}
+		c.decisionID = append(c.decisionID, dec.GetDecisionId())
+		c.transactionID = append(c.transactionID, dec.GetTransactionId())
+		c.accountID = append(c.accountID, dec.GetAccountId())
+		c.action = append(c.action, ActionName(dec.GetAction()))
+		c.score = append(c.score, dec.GetScore())
+		c.reasons = append(c.reasons, string(rj))
+		c.modelVersion = append(c.modelVersion, dec.GetModelVersion())
+		c.ruleSet = append(c.ruleSet, dec.GetRuleSetVersion())
+		c.schema = append(c.schema, dec.GetFeatureSchemaVersion())
+		c.reviewT = append(c.reviewT, dec.GetReviewThreshold())
+		c.declineT = append(c.declineT, dec.GetDeclineThreshold())
+		c.amount = append(c.amount, dec.GetAmountMinor())
+		c.currency = append(c.currency, dec.GetCurrency())
+		c.features = append(c.features, string(fj))
+		c.received = append(c.received, dec.GetReceivedTime().AsTime())
+		c.decided = append(c.decided, dec.GetDecidedTime().AsTime())
+		c.partition = append(c.partition, r.Partition)
+		c.offset = append(c.offset, r.Offset)
+		c.inputHash = append(c.inputHash, dec.GetInputHash())
+		c.input = append(c.input, input)
+		c.degraded = append(c.degraded, dec.GetDegraded())
+		c.shadowVersion = append(c.shadowVersion, shadowVersion)
+		c.shadowScore = append(c.shadowScore, shadowScore)
+		c.window = append(c.window, w)
+		c.hits = append(c.hits, string(hits))
+		c.causes = append(c.causes, textArray(causes))
+		n++
 	}
-	if batch.Len() == 0 {
-		return nil
-	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("insert %d decisions: %w", batch.Len(), err)
-	}
-	return nil
+	return c, n, nil
 }
