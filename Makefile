@@ -81,7 +81,7 @@ down: ## stop the demo services and the infrastructure
 
 ## ---------------------------------------------------------------- test
 
-.PHONY: test test-unit test-integration fuzz bench bench-full bench-micro bench-ingest bench-feature-window bench-scoring bench-alerting models-eval
+.PHONY: test test-unit test-integration fuzz bench bench-full bench-micro bench-ingest bench-feature-window bench-commit-curve bench-scoring bench-alerting models-eval
 # Integration tests write screenshots and other artifacts here.
 export VIGIL_TEST_ARTIFACTS ?= $(CURDIR)/.artifacts
 test: ## everything: proto freshness, lint, unit, integration and end-to-end on the real infrastructure, short fuzzing
@@ -125,6 +125,8 @@ bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go pr
 
 bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency
 	@$(WITH_INFRA) cd loadtest && go run ./fwbench
+bench-commit-curve: infra-up ## feature-window throughput and latency at several Kafka commit intervals, next to the raw relay
+	@$(WITH_INFRA) cd loadtest && go run ./fwbench -n 30000 -rate 500 -commit-intervals $${INTERVALS:-0,20ms,50ms,100ms,250ms}
 
 bench-scoring: infra-up ## scoring vs raw EOS relay, decision sink vs row-by-row, model µs/tx
 	@$(WITH_INFRA) go run ./loadtest/scoringbench -n 5000 -timeout 60s

@@ -25,8 +25,15 @@ type EOSConfig struct {
 	// TransactionalID must be stable for one process instance and unique among instances.
 	TransactionalID string
 	InputTopics     []string
-	// MaxPollRecords bounds one transaction's size.
+	// MaxPollRecords bounds one poll (one Transform call).
 	MaxPollRecords int
+	// CommitInterval keeps a transaction open across polls until it is this old (0: commit
+	// every poll). Longer intervals mean fewer commits (throughput) and later visibility to
+	// read-committed consumers (latency): Kafka Streams' commit.interval.ms.
+	CommitInterval time.Duration
+	// MaxTransactionRecords ends a transaction early once it holds this many input records
+	// (default 10 × MaxPollRecords).
+	MaxTransactionRecords int
 	// RetryBackoff is the pause after a failed transform before the input is retried.
 	RetryBackoff time.Duration
 	// ExtraOpts are appended to the client options (tests, tuning).
@@ -76,6 +83,9 @@ func NewEOS(cfg EOSConfig, transform Transform, log *slog.Logger) (*EOS, error) 
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 500
+	}
+	if cfg.MaxTransactionRecords <= 0 {
+		cfg.MaxTransactionRecords = 10 * cfg.MaxPollRecords
 	}
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 500 * time.Millisecond
@@ -130,74 +140,114 @@ func (e *EOS) Run(ctx context.Context) error {
 	}
 }
 
+// txn is a session's open transaction: the input polled into it and its produce results.
+type txn struct {
+	began   time.Time
+	ctx     context.Context // bounds the transaction's produce and end calls
+	cancel  context.CancelFunc
+	in      []*kgo.Record
+	out     []*kgo.Record
+	promise *kgo.FirstErrPromise
+}
+
 // runSession returns nil when ctx ends, an error when the session must be replaced.
 func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	var t *txn
 	for {
-		fetches := sess.PollRecords(ctx, e.cfg.MaxPollRecords)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if t != nil { // an open transaction waits for more input only until it is due
+			pctx, cancel = context.WithDeadline(ctx, t.began.Add(e.cfg.CommitInterval))
+		}
+		fetches := sess.PollRecords(pctx, e.cfg.MaxPollRecords)
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
+			if t != nil { // finish what was processed: an abandoned transaction blocks readers
+				return e.end(ctx, sess, t)
+			}
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			e.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				e.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+			}
 		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			continue
+		if recs := fetches.Records(); len(recs) > 0 {
+			if t == nil {
+				if err := sess.Begin(); err != nil {
+					return fmt.Errorf("begin transaction: %w", err)
+				}
+				tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second+e.cfg.CommitInterval)
+				t = &txn{began: time.Now(), ctx: tctx, cancel: tcancel, promise: kgo.AbortingFirstErrPromise(sess.Client())}
+			}
+			out, terr := e.transform(ctx, recs)
+			t.in = append(t.in, recs...)
+			if terr != nil {
+				// Abort rewinds the session to the committed offsets: the same input comes again.
+				if ctx.Err() == nil {
+					e.log.Error("transform failed; aborting and retrying", "records", len(t.in), "err", terr)
+				}
+				err := e.abort(ctx, sess, t)
+				t = nil
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			for _, r := range out {
+				sess.Produce(t.ctx, r, t.promise.Promise())
+			}
+			t.out = append(t.out, out...)
 		}
-		if err := sess.Begin(); err != nil {
-			return fmt.Errorf("begin transaction: %w", err)
-		}
-		if err := e.transact(ctx, sess, recs); err != nil {
-			return err
+		if t != nil && (e.cfg.CommitInterval <= 0 || time.Since(t.began) >= e.cfg.CommitInterval || len(t.in) >= e.cfg.MaxTransactionRecords) {
+			err := e.end(ctx, sess, t)
+			t = nil
+			if err != nil {
+				return err
+			}
 		}
 	}
 }
 
-// transact runs one transaction. Once begun, a transaction is finished even when ctx ends
-// (shutdown): an abandoned one would hold back read-committed consumers until it times out.
-func (e *EOS) transact(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record) error {
-	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	began := time.Now()
-	out, terr := e.transform(ctx, recs)
-	if terr != nil {
-		// Abort rewinds the session to the committed offsets: the same input comes again.
-		if ctx.Err() == nil {
-			e.log.Error("transform failed; aborting and retrying", "records", len(recs), "err", terr)
-		}
-		if _, err := sess.End(tctx, kgo.TryAbort); err != nil {
-			return fmt.Errorf("abort transaction: %w", err)
-		}
-		e.Stats.Aborted.Add(1)
+// abort ends t by aborting it after a failed transform, then pauses before the input comes
+// again.
+func (e *EOS) abort(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
+	defer t.cancel()
+	if _, err := sess.End(t.ctx, kgo.TryAbort); err != nil {
 		e.aborted()
-		e.metrics.observe(false, len(recs), nil, time.Since(began))
-		select {
-		case <-ctx.Done():
-		case <-time.After(e.cfg.RetryBackoff):
-		}
-		return nil
+		return fmt.Errorf("abort transaction: %w", err)
 	}
-	promise := kgo.AbortingFirstErrPromise(sess.Client())
-	for _, r := range out {
-		sess.Produce(tctx, r, promise.Promise())
+	e.Stats.Aborted.Add(1)
+	e.aborted()
+	e.metrics.observe(false, len(t.in), nil, time.Since(t.began))
+	select {
+	case <-ctx.Done():
+	case <-time.After(e.cfg.RetryBackoff):
 	}
-	produceErr := promise.Err()
-	committed, err := sess.End(tctx, kgo.TransactionEndTry(produceErr == nil))
+	return nil
+}
+
+// end commits t (aborts it if a produce failed or the session lost its partitions). Once begun,
+// a transaction is finished even when ctx ends (shutdown): an abandoned one would hold back
+// read-committed consumers until it times out.
+func (e *EOS) end(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
+	defer t.cancel()
+	produceErr := t.promise.Err()
+	committed, err := sess.End(t.ctx, kgo.TransactionEndTry(produceErr == nil))
 	if err != nil {
 		e.aborted()
 		return fmt.Errorf("end transaction: %w", err)
 	}
-	e.metrics.observe(committed, len(recs), out, time.Since(began))
+	e.metrics.observe(committed, len(t.in), t.out, time.Since(t.began))
 	if !committed {
 		e.Stats.Aborted.Add(1)
 		e.aborted()
-		e.log.Warn("transaction aborted; input will be reprocessed", "records", len(recs), "produce_err", produceErr)
+		e.log.Warn("transaction aborted; input will be reprocessed", "records", len(t.in), "produce_err", produceErr)
 		return nil
 	}
 	e.Stats.Committed.Add(1)
-	e.Stats.Records.Add(int64(len(recs)))
+	e.Stats.Records.Add(int64(len(t.in)))
 	if e.cfg.Committed != nil {
-		e.cfg.Committed(ctx, recs)
+		e.cfg.Committed(ctx, t.in)
 	}
 	return nil
 }

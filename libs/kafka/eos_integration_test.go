@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,3 +234,65 @@ type constCollector struct{ m prometheus.Metric }
 
 func (c constCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.Desc() }
 func (c constCollector) Collect(ch chan<- prometheus.Metric) { ch <- c.m }
+
+// TestEOSCommitIntervalSpansPolls: with a commit interval, one transaction holds several
+// polls (fewer commits than polls), a failure in a later poll aborts the whole transaction,
+// the hooks see every committed record once, and the output is still exactly once.
+func TestEOSCommitIntervalSpansPolls(t *testing.T) {
+	t.Parallel()
+	brokers := testinfra.KafkaBrokers(t)
+	in, out := testinfra.UniqueName("eos-in-"), testinfra.UniqueName("eos-out-")
+	group := testinfra.UniqueName("eos-group-")
+	cl := setupTopics(t, brokers, 3, in, out)
+	const n = 2000
+	var polls, aborts atomic.Int64
+	var hooked sync.Map
+	var hookDup atomic.Int64
+	loop, err := NewEOS(EOSConfig{Brokers: brokers, Group: group, TransactionalID: group, InputTopics: []string{in},
+		MaxPollRecords: 50, CommitInterval: 300 * time.Millisecond, RetryBackoff: 10 * time.Millisecond,
+		Committed: func(_ context.Context, recs []*kgo.Record) {
+			for _, r := range recs {
+				if _, dup := hooked.LoadOrStore(string(r.Value), true); dup {
+					hookDup.Add(1)
+				}
+			}
+		},
+		Aborted: func() { aborts.Add(1) },
+	}, copyTransform(out, func(call int64) error {
+		polls.Add(1)
+		if call == 7 {
+			return errors.New("injected failure in a later poll of a transaction")
+		}
+		return nil
+	}), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- loop.Run(ctx) }()
+	for i := 0; i < n; i += 100 { // a trickle, so transactions would otherwise be one poll each
+		recs := make([]*kgo.Record, 100)
+		for j := range recs {
+			recs[j] = &kgo.Record{Topic: in, Key: fmt.Appendf(nil, "acct-%d", j%17), Value: fmt.Appendf(nil, "v%05d", i+j)}
+		}
+		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	seen := readCommitted(t, brokers, out, n)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	assertExactlyOnce(t, seen, n)
+	committed := loop.Stats.Committed.Load()
+	if committed == 0 || committed >= polls.Load() || aborts.Load() == 0 {
+		t.Fatalf("%d commits for %d polls, %d aborts: want fewer commits than polls and the injected abort", committed, polls.Load(), aborts.Load())
+	}
+	if hookDup.Load() != 0 {
+		t.Fatalf("Committed saw %d records twice", hookDup.Load())
+	}
+	t.Logf("%d polls, %d commits, %d aborts", polls.Load(), committed, aborts.Load())
+}

@@ -40,6 +40,7 @@ type opts struct {
 	poll       int
 	rate       int
 	paced      time.Duration
+	interval   time.Duration // feature-window's VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL
 }
 
 func main() {
@@ -51,11 +52,21 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 200, "transactions per second in the latency phase")
 	flag.DurationVar(&o.paced, "paced", 4*time.Second, "length of the latency phase")
 	flag.StringVar(&src, "src", "../services/feature-window", "feature-window source directory to build")
+	curve := flag.String("commit-intervals", "", "comma-separated Kafka transaction commit intervals (e.g. 0,20ms,100ms): measure feature-window throughput and latency at each instead of the default run")
 	flag.Parse()
 	o.brokers = strings.Split(envOr("VIGIL_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
 	o.redis = envOr("VIGIL_REDIS_ADDR", "127.0.0.1:56379")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	if *curve != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		if err := commitCurve(ctx, o, src, *curve); err != nil {
+			fmt.Fprintln(os.Stderr, "fwbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o, src); err != nil {
 		fmt.Fprintln(os.Stderr, "fwbench:", err)
 		os.Exit(1)
@@ -108,6 +119,63 @@ func run(ctx context.Context, o opts, src string) error {
 	return nil
 }
 
+// commitCurve measures feature-window at each commit interval, next to the raw relay (one
+// transaction per poll) of the same run: the trade of commit interval against throughput and
+// latency.
+func commitCurve(ctx context.Context, o opts, src, list string) error {
+	var intervals []time.Duration
+	for _, f := range strings.Split(list, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			return fmt.Errorf("commit interval %q: %w", f, err)
+		}
+		intervals = append(intervals, d)
+	}
+	dir, err := os.MkdirTemp("", "fwbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	o.bin = filepath.Join(dir, "feature-window")
+	build := exec.CommandContext(ctx, "go", "build", "-o", o.bin, ".")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %v\n%s", src, err, out)
+	}
+	relayTP, _, err := throughput(ctx, o, "relay")
+	if err != nil {
+		return err
+	}
+	relayLat, err := latency(ctx, o, "relay")
+	if err != nil {
+		return err
+	}
+	type row struct {
+		d   time.Duration
+		tp  float64
+		lat [2]time.Duration
+	}
+	var rows []row
+	for _, d := range intervals {
+		o.interval = d
+		tp, _, err := throughput(ctx, o, "feature-window")
+		if err != nil {
+			return err
+		}
+		lat, err := latency(ctx, o, "feature-window")
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{d, tp, lat})
+	}
+	fmt.Printf("\n| commit interval | tx/s | × relay | p50 ms @ %d tx/s | p99 ms @ %d tx/s |\n|---:|---:|---:|---:|---:|\n", o.rate, o.rate)
+	fmt.Printf("| relay (per poll) | %.0f | 1.00 | %.1f | %.1f |\n", relayTP, ms(relayLat[0]), ms(relayLat[1]))
+	for _, r := range rows {
+		fmt.Printf("| %s | %.0f | %.2f | %.1f | %.1f |\n", r.d, r.tp, r.tp/relayTP, ms(r.lat[0]), ms(r.lat[1]))
+	}
+	return nil
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 type stage struct {
@@ -151,7 +219,8 @@ func startStage(ctx context.Context, o opts, mode string, before func(in string)
 		"VIGIL_TOPIC_TX="+topics.Tx, "VIGIL_TOPIC_FEATURES="+topics.Features, "VIGIL_TOPIC_LABELS="+topics.Labels,
 		"VIGIL_TOPIC_DECISIONS="+topics.Decisions, "VIGIL_FEATURE_WINDOW_ADDR="+port,
 		"VIGIL_FEATURE_WINDOW_GROUP="+run, "VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID="+run+"-0",
-		"VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS="+strconv.Itoa(o.poll), "VIGIL_LOG_LEVEL=warn")
+		"VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS="+strconv.Itoa(o.poll), "VIGIL_LOG_LEVEL=warn",
+		"VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL="+o.interval.String())
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

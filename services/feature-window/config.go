@@ -21,6 +21,8 @@ type Config struct {
 	LabelsGroup     string
 	TransactionalID string
 	MaxPollRecords  int
+	// CommitInterval keeps a Kafka transaction open across polls up to this age (0: one per poll).
+	CommitInterval time.Duration
 	// InstanceID, when set, makes the tx.v1 consumer a static group member: a restarted
 	// process with the same id gets its partitions back at once instead of after the session
 	// timeout.
@@ -51,6 +53,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		LabelsGroup:        e.String("VIGIL_FEATURE_WINDOW_LABELS_GROUP", group+"-labels"),
 		TransactionalID:    e.String("VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID", "vigil-feature-window-"+host),
 		MaxPollRecords:     e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 500, 1, 100_000),
+		CommitInterval:     e.Duration("VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL", 0),
 		CatchUpTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", 5*time.Minute),
 		MaxAccounts:        e.Int("VIGIL_FEATURE_WINDOW_MAX_ACCOUNTS", 200_000, 100, 100_000_000),
 		CheckpointInterval: e.Duration("VIGIL_FEATURE_WINDOW_CHECKPOINT_INTERVAL", time.Second),
@@ -75,6 +78,9 @@ func loadConfig(e *config.Env) (Config, error) {
 	}
 	if c.Features.AllowedLateness < 0 {
 		e.Fail("VIGIL_FEATURE_WINDOW_ALLOWED_LATENESS", "must not be negative")
+	}
+	if c.CommitInterval < 0 || c.CommitInterval > 10*time.Second {
+		e.Fail("VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL", "%s is outside [0, 10s]", c.CommitInterval)
 	}
 	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)

@@ -100,6 +100,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 		TransactionalID: cfg.TransactionalID,
 		InputTopics:     []string{cfg.Kafka.Topics.Tx},
 		MaxPollRecords:  cfg.MaxPollRecords,
+		CommitInterval:  cfg.CommitInterval,
 		Metrics:         reg,
 		ExtraOpts:       extra,
 		Committed:       pipe.Committed,

@@ -112,6 +112,7 @@ func run(ctx context.Context) error {
 		TransactionalID: cfg.TransactionalID,
 		InputTopics:     []string{cfg.Kafka.Topics.Features},
 		MaxPollRecords:  cfg.MaxPollRecords,
+		CommitInterval:  cfg.CommitInterval,
 		ExtraOpts:       groupOpts(cfg, ""),
 		Metrics:         reg,
 	}, pipe.Transform, log)
