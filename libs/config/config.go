@@ -128,6 +128,24 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// DurationRange parses a Go duration within [lo, hi]; unlike Duration it may be zero.
+func (e *Env) DurationRange(name string, def, lo, hi time.Duration) time.Duration {
+	v, ok := e.get(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.Fail(name, "%q is not a duration like 500ms or 5s", v)
+		return def
+	}
+	if d < lo || d > hi {
+		e.Fail(name, "%s is outside [%s, %s]", v, lo, hi)
+		return def
+	}
+	return d
+}
+
 // Bool parses true/false/1/0.
 func (e *Env) Bool(name string, def bool) bool {
 	v, ok := e.get(name)

@@ -91,3 +91,31 @@ func TestSecretFromFile(t *testing.T) {
 		})
 	}
 }
+
+func TestDurationRange(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		val     string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", time.Second, false}, // unset: the default
+		{"0", 0, false},
+		{"0s", 0, false},
+		{"250ms", 250 * time.Millisecond, false},
+		{"2m", time.Second, true},
+		{"-1s", time.Second, true},
+		{"soon", time.Second, true},
+	}
+	for _, tt := range tests {
+		m := map[string]string{}
+		if tt.val != "" {
+			m["D"] = tt.val
+		}
+		e := FromMap(m)
+		got := e.DurationRange("D", time.Second, 0, time.Minute)
+		if got != tt.want || (e.Err() != nil) != tt.wantErr {
+			t.Errorf("DurationRange(%q) = %v, %v; want %v, error %v", tt.val, got, e.Err(), tt.want, tt.wantErr)
+		}
+	}
+}

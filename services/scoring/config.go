@@ -62,7 +62,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		Group:           e.String("VIGIL_SCORING_GROUP", "vigil-scoring"),
 		TransactionalID: e.String("VIGIL_SCORING_TRANSACTIONAL_ID", "vigil-scoring-"+host),
 		MaxPollRecords:  e.Int("VIGIL_SCORING_MAX_POLL_RECORDS", 500, 1, 100_000),
-		CommitInterval:  e.Duration("VIGIL_SCORING_COMMIT_INTERVAL", 0),
+		CommitInterval:  e.DurationRange("VIGIL_SCORING_COMMIT_INTERVAL", 0, 0, 10*time.Second),
 		GroupInstanceID: e.String("VIGIL_SCORING_GROUP_INSTANCE_ID", ""),
 		SessionTimeout:  e.Duration("VIGIL_SCORING_SESSION_TIMEOUT", 45*time.Second),
 		ModelPath:       e.String("VIGIL_SCORING_MODEL_PATH", ""),
@@ -99,9 +99,6 @@ func loadConfig(e *config.Env) (Config, error) {
 		if d <= 0 {
 			e.Fail(name, "must be a positive duration, got %s", d)
 		}
-	}
-	if c.CommitInterval < 0 || c.CommitInterval > 10*time.Second {
-		e.Fail("VIGIL_SCORING_COMMIT_INTERVAL", "%s is outside [0, 10s]", c.CommitInterval)
 	}
 	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
