@@ -13,8 +13,10 @@ import (
 
 // Config of the alerting service, from VIGIL_ALERTING_* and the shared variables.
 type Config struct {
-	Addr     string
-	SinkName string
+	Addr string
+	// DebugAddr, when set (loopback only), serves /debug/pprof.
+	DebugAddr string
+	SinkName  string
 	// APIToken grants machines read-only API access (GET /v1/alerts, /v1/cases).
 	APIToken        string
 	InsecureCookies bool
@@ -37,6 +39,7 @@ type Config struct {
 func loadConfig(e *config.Env) (Config, error) {
 	c := Config{
 		Addr:              e.String("VIGIL_ALERTING_ADDR", "127.0.0.1:8083"),
+		DebugAddr:         e.String("VIGIL_ALERTING_DEBUG_ADDR", ""),
 		SinkName:          e.String("VIGIL_ALERTING_GROUP", "vigil-alerting"),
 		APIToken:          e.Secret("VIGIL_ALERTING_API_TOKEN", true),
 		InsecureCookies:   e.Bool("VIGIL_ALERTING_INSECURE_COOKIES", false),

@@ -121,8 +121,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 
+	debug, err := httpserver.ListenDebug(cfg.DebugAddr, log)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return httpserver.RunOrWait(gctx, debug) })
 	g.Go(func() error { return alertSink.Run(gctx) })
 	g.Go(func() error { return labels.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })

@@ -15,7 +15,9 @@ import (
 
 // Config of the scoring service, from VIGIL_SCORING_* and the shared variables.
 type Config struct {
-	Addr            string
+	Addr string
+	// DebugAddr, when set (loopback only), serves /debug/pprof.
+	DebugAddr       string
 	Group           string
 	TransactionalID string
 	MaxPollRecords  int
@@ -59,6 +61,7 @@ func loadConfig(e *config.Env) (Config, error) {
 	def := decide.DefaultPolicy()
 	c := Config{
 		Addr:            e.String("VIGIL_SCORING_ADDR", "127.0.0.1:8082"),
+		DebugAddr:       e.String("VIGIL_SCORING_DEBUG_ADDR", ""),
 		Group:           e.String("VIGIL_SCORING_GROUP", "vigil-scoring"),
 		TransactionalID: e.String("VIGIL_SCORING_TRANSACTIONAL_ID", "vigil-scoring-"+host),
 		MaxPollRecords:  e.Int("VIGIL_SCORING_MAX_POLL_RECORDS", 500, 1, 100_000),

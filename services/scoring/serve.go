@@ -144,8 +144,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 
+	debug, err := httpserver.ListenDebug(cfg.DebugAddr, log)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return httpserver.RunOrWait(gctx, debug) })
 	g.Go(func() error { return loop.Run(gctx) })
 	g.Go(func() error { return live.refresh(gctx, models) })
 	var decisionSink *sink.Sink
