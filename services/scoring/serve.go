@@ -162,6 +162,9 @@ func run(ctx context.Context) error {
 			Topics:    []string{cfg.Kafka.Topics.Decisions},
 			ExtraOpts: groupOpts(cfg, "-sink"),
 			Metrics:   reg,
+			// decisions is a projection of decisions.v1: a crash loses rows and offsets
+			// together and they are replayed, so the WAL flush need not be waited for.
+			AsyncCommit: true,
 		}, pool, func(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
 			defer met.Postgres("sink_insert_decisions", time.Now())
 			return decisionStore.Apply(ctx, tx, recs)
