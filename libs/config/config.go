@@ -112,17 +112,9 @@ func (e *Env) Float(name string, def, lo, hi float64) float64 {
 
 // Duration parses a Go duration ("250ms", "5s") that must be positive.
 func (e *Env) Duration(name string, def time.Duration) time.Duration {
-	v, ok := e.get(name)
-	if !ok {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		e.Fail(name, "%q is not a duration like 500ms or 5s", v)
-		return def
-	}
-	if d <= 0 {
-		e.Fail(name, "%s must be positive", v)
+	d, ok := e.duration(name, def)
+	if ok && d <= 0 {
+		e.Fail(name, "%s must be positive", d)
 		return def
 	}
 	return d
@@ -130,20 +122,26 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 
 // DurationRange parses a Go duration within [lo, hi]; unlike Duration it may be zero.
 func (e *Env) DurationRange(name string, def, lo, hi time.Duration) time.Duration {
-	v, ok := e.get(name)
-	if !ok {
+	d, ok := e.duration(name, def)
+	if ok && (d < lo || d > hi) {
+		e.Fail(name, "%s is outside [%s, %s]", d, lo, hi)
 		return def
+	}
+	return d
+}
+
+// duration parses name; ok is false when it is unset or invalid (def is returned).
+func (e *Env) duration(name string, def time.Duration) (time.Duration, bool) {
+	v, set := e.get(name)
+	if !set {
+		return def, false
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		e.Fail(name, "%q is not a duration like 500ms or 5s", v)
-		return def
+		return def, false
 	}
-	if d < lo || d > hi {
-		e.Fail(name, "%s is outside [%s, %s]", v, lo, hi)
-		return def
-	}
-	return d
+	return d, true
 }
 
 // Bool parses true/false/1/0.

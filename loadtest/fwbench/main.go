@@ -80,18 +80,30 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(ctx context.Context, o opts, src string) error {
+// build compiles the feature-window service from src into a temporary directory; cleanup
+// removes it.
+func build(ctx context.Context, src string) (bin string, cleanup func(), _ error) {
 	dir, err := os.MkdirTemp("", "fwbench")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "feature-window")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build %s: %v\n%s", src, err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+func run(ctx context.Context, o opts, src string) error {
+	bin, cleanup, err := build(ctx, src)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	o.bin = filepath.Join(dir, "feature-window")
-	build := exec.CommandContext(ctx, "go", "build", "-o", o.bin, ".")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s: %v\n%s", src, err, out)
-	}
+	defer cleanup()
+	o.bin = bin
 	fmt.Printf("fwbench: %d tx, %d partitions, %d records/poll, paced %d tx/s for %s, broker %s, redis %s\n",
 		o.n, o.partitions, o.poll, o.rate, o.paced, strings.Join(o.brokers, ","), o.redis)
 
@@ -131,17 +143,12 @@ func commitCurve(ctx context.Context, o opts, src, list string) error {
 		}
 		intervals = append(intervals, d)
 	}
-	dir, err := os.MkdirTemp("", "fwbench")
+	bin, cleanup, err := build(ctx, src)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	o.bin = filepath.Join(dir, "feature-window")
-	build := exec.CommandContext(ctx, "go", "build", "-o", o.bin, ".")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s: %v\n%s", src, err, out)
-	}
+	defer cleanup()
+	o.bin = bin
 	relayTP, _, err := throughput(ctx, o, "relay")
 	if err != nil {
 		return err
