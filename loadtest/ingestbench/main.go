@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -52,6 +53,7 @@ type options struct {
 	brokers     []string
 	postgresURL string
 	redisAddr   string
+	profileDir  string
 }
 
 func main() {
@@ -75,6 +77,7 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.workers, "workers", 64, "concurrent clients of the maximum-throughput phase")
 	fs.IntVar(&o.batch, "batch", 100, "transactions per request in the batch phase (1-500)")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the fresh topic")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "when set, write ingest CPU profiles of the fixed-rate and maximum phases and a heap profile here")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -141,7 +144,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	stopIngest, err := startIngest(ctx, o, addr, map[string]string{
+	env := map[string]string{
 		"VIGIL_INGEST_ADDR":            addr,
 		"VIGIL_INGEST_API_KEYS":        "bench:" + apiKey,
 		"VIGIL_INGEST_CARD_HMAC_KEY":   randomHex(32),
@@ -152,7 +155,15 @@ func run(ctx context.Context, args []string) error {
 		"VIGIL_REDIS_KEY_PREFIX":       "bench-" + runID + ":",
 		"VIGIL_LOG_LEVEL":              "warn",
 		"VIGIL_INGEST_PUBLISH_TIMEOUT": "10s",
-	})
+	}
+	prof := profiler{dir: o.profileDir}
+	if prof.dir != "" {
+		if prof.addr, err = freePort(); err != nil {
+			return err
+		}
+		env["VIGIL_INGEST_PPROF_ADDR"] = prof.addr
+	}
+	stopIngest, err := startIngest(ctx, o, addr, env)
 	if err != nil {
 		return err
 	}
@@ -173,22 +184,29 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 
+	stopProfile := prof.cpu(ctx, "fixed", o.rateFor)
 	fixed, err := gen.openLoop(ctx, o.rate, o.rateFor)
+	stopProfile()
 	if err != nil {
 		return err
 	}
 	fixed.print(fmt.Sprintf("ingest open loop @ %.0f tx/s", o.rate))
 
+	stopProfile = prof.cpu(ctx, "max", o.maxFor)
 	maxRes, err := gen.closedLoop(ctx, o.workers, o.maxFor)
+	stopProfile()
 	if err != nil {
 		return err
 	}
 	maxRes.print(fmt.Sprintf("ingest max (%d concurrent clients)", o.workers))
 
+	stopProfile = prof.cpu(ctx, "batch", o.maxFor/2)
 	batchRes, err := gen.batchLoop(ctx, 4, o.batch, o.maxFor/2)
+	stopProfile()
 	if err != nil {
 		return err
 	}
+	prof.save(ctx, "allocs", "/debug/pprof/allocs")
 	batchRes.print(fmt.Sprintf("ingest batch max (%d tx/request, 4 clients)", o.batch))
 
 	rawFixed, err := rawOpenLoop(ctx, o.brokers, topic, o.rate, o.rawFor/2)
@@ -211,6 +229,60 @@ func run(ctx context.Context, args []string) error {
 		verdict(fixed.quantile(0.99) < 10*time.Millisecond && fixed.errors == 0),
 		verdict(maxRes.throughput() >= 0.5*raw.throughput()))
 	return nil
+}
+
+// profiler fetches ingest's profiles from its pprof listener while a phase runs.
+type profiler struct {
+	dir, addr string
+}
+
+// cpu starts a CPU profile of about d in the background; the returned func waits for it.
+func (p profiler) cpu(ctx context.Context, name string, d time.Duration) func() {
+	if p.dir == "" {
+		return func() {}
+	}
+	secs := max(1, int(d.Seconds()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.save(ctx, "cpu-"+name, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+	}()
+	return func() { <-done }
+}
+
+func (p profiler) save(ctx context.Context, name, path string) {
+	if p.dir == "" {
+		return
+	}
+	err := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		if err := os.MkdirAll(p.dir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(p.dir, name+".pprof"))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ingestbench: profile %s: %v\n", name, err)
+	}
 }
 
 func verdict(ok bool) string {
