@@ -68,7 +68,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		PublishTimeout:    e.Duration("VIGIL_INGEST_PUBLISH_TIMEOUT", 10*time.Second),
 		// No linger: every request waits for its ack, so a linger is added to every 202. Records
 		// still batch while the broker's in-flight produce requests (5 with idempotence) are busy.
-		ProducerLinger:  e.Duration("VIGIL_INGEST_PRODUCER_LINGER", 0),
+		ProducerLinger:  durationOrZero(e, "VIGIL_INGEST_PRODUCER_LINGER"),
 		StartupTimeout:  e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
 		ShutdownTimeout: e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
 		CardKeyID:       e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
@@ -177,6 +177,16 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.Log.Level),
 		slog.String("log_format", c.Log.Format),
 	)
+}
+
+// durationOrZero reads a duration that may be 0 (config.Env.Duration wants it positive).
+func durationOrZero(e *config.Env, name string) time.Duration {
+	v := e.String(name, "0s")
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.Fail(name, "%q is not a duration like 0s, 500us or 2ms", v)
+	}
+	return d
 }
 
 // isLoopback reports whether addr is host:port with a loopback host.

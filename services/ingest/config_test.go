@@ -142,6 +142,7 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		{"body too small", map[string]string{"VIGIL_INGEST_MAX_BODY_BYTES": "10"}, []string{"VIGIL_INGEST_MAX_BODY_BYTES: 10 is outside"}},
 		{"addr", map[string]string{"VIGIL_INGEST_ADDR": "8080"}, []string{"VIGIL_INGEST_ADDR"}},
 		{"linger", map[string]string{"VIGIL_INGEST_PRODUCER_LINGER": "5s"}, []string{"VIGIL_INGEST_PRODUCER_LINGER: 5s is outside 0-1s"}},
+		{"linger not a duration", map[string]string{"VIGIL_INGEST_PRODUCER_LINGER": "soon"}, []string{"VIGIL_INGEST_PRODUCER_LINGER: \"soon\" is not a duration"}},
 		{"pprof on a public address", map[string]string{"VIGIL_INGEST_PPROF_ADDR": "0.0.0.0:6060"}, []string{"VIGIL_INGEST_PPROF_ADDR: \"0.0.0.0:6060\" must be a loopback"}},
 		{"pprof without a port", map[string]string{"VIGIL_INGEST_PPROF_ADDR": "127.0.0.1"}, []string{"VIGIL_INGEST_PPROF_ADDR"}},
 		{"shared", map[string]string{"VIGIL_KAFKA_BROKERS": "localhost", "VIGIL_LOG_LEVEL": "loud", "VIGIL_LOG_FORMAT": "xml"},
@@ -218,6 +219,27 @@ func TestPprofAddr(t *testing.T) {
 			}
 			if c.PprofAddr != tc.want {
 				t.Errorf("PprofAddr = %q, want %q", c.PprofAddr, tc.want)
+			}
+		})
+	}
+}
+
+func TestProducerLinger(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+	}{{"0", 0}, {"0s", 0}, {"2ms", 2 * time.Millisecond}, {"1s", time.Second}} {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Parallel()
+			env := minimalEnv()
+			env["VIGIL_INGEST_PRODUCER_LINGER"] = tc.value
+			c, err := loadConfig(config.FromMap(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ProducerLinger != tc.want {
+				t.Errorf("ProducerLinger = %s, want %s", c.ProducerLinger, tc.want)
 			}
 		})
 	}
