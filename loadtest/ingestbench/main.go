@@ -198,12 +198,22 @@ func run(ctx context.Context, args []string) error {
 	rawFixed.print(fmt.Sprintf("raw franz-go open loop @ %.0f rec/s", o.rate))
 
 	stopProfile := prof.cpu(ctx, "fixed", o.rateFor)
+	before, _ := serverHistogram(ctx, "http://"+addr, "/v1/transactions")
 	fixed, err := gen.openLoop(ctx, o.rate, o.rateFor)
 	stopProfile()
 	if err != nil {
 		return err
 	}
 	fixed.print(fmt.Sprintf("ingest open loop @ %.0f tx/s", o.rate))
+	// Ingest's own view of the same requests, from its latency histogram: the part of the ack
+	// latency spent inside the server, without the client and the connection.
+	if after, err := serverHistogram(ctx, "http://"+addr, "/v1/transactions"); err == nil && before != nil {
+		d := after.minus(before)
+		fmt.Printf("%-42s n=%-7d p50 ≤ %s  p99 ≤ %s  p99.9 ≤ %s (histogram buckets)\n", "  ingest server-side, same requests",
+			d.count(), d.quantile(0.5), d.quantile(0.99), d.quantile(0.999))
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench: server histogram:", err)
+	}
 
 	stopProfile = prof.cpu(ctx, "max", o.maxFor)
 	maxRes, err := gen.closedLoop(ctx, o.workers, o.maxFor)
@@ -239,6 +249,73 @@ func run(ctx context.Context, args []string) error {
 		verdict(batchRes.throughput() >= 0.5*raw.throughput() && batchRes.errors == 0),
 		verdict(maxRes.throughput() >= 0.5*raw.throughput()))
 	return nil
+}
+
+// histogram is a cumulative latency histogram: bucket upper bound (seconds) to count.
+type histogram map[float64]float64
+
+// serverHistogram reads ingest's request latency histogram of route from /metrics.
+func serverHistogram(ctx context.Context, base, route string) (histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	h := histogram{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "vigil_http_request_duration_seconds_bucket{") || !strings.Contains(line, `route="`+route+`"`) {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `le="`)
+		le, value, _ := strings.Cut(rest, `"}`)
+		bound, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		h[bound] += n
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("no vigil_http_request_duration_seconds for %s in /metrics", route)
+	}
+	return h, nil
+}
+
+func (h histogram) minus(o histogram) histogram {
+	d := histogram{}
+	for k, v := range h {
+		d[k] = v - o[k]
+	}
+	return d
+}
+
+func (h histogram) count() int { return int(h[math.Inf(1)]) }
+
+// quantile is the upper bound of the bucket holding quantile q.
+func (h histogram) quantile(q float64) string {
+	bounds := make([]float64, 0, len(h))
+	for k := range h {
+		bounds = append(bounds, k)
+	}
+	slices.Sort(bounds)
+	total := h[math.Inf(1)]
+	for _, b := range bounds {
+		if h[b] >= q*total {
+			if math.IsInf(b, 1) {
+				return "+Inf"
+			}
+			return (time.Duration(b * float64(time.Second))).String()
+		}
+	}
+	return "?"
 }
 
 // profiler fetches ingest's profiles from its pprof listener while a phase runs.
