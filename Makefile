@@ -118,10 +118,10 @@ bench-micro: infra-up ## go test benchmarks against the real infrastructure, wit
 	@$(WITH_INFRA) go test -run '^$$' -bench . -benchtime 2000x -count 1 \
 		./libs/... ./services/feature-window/... ./services/scoring/...
 
-bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go produce loop (≤ 60 s)
+bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go produce loop (≤ 60 s; INGESTBENCH_FLAGS=--profile-dir=DIR for CPU profiles)
 	@mkdir -p $(BIN)
 	@go build -o $(BIN)/ingest ./services/ingest
-	@$(WITH_INFRA) go run ./loadtest/ingestbench --ingest-bin $(BIN)/ingest
+	@$(WITH_INFRA) go run ./loadtest/ingestbench --ingest-bin $(BIN)/ingest $(INGESTBENCH_FLAGS)
 
 bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency
 	@$(WITH_INFRA) cd loadtest && go run ./fwbench

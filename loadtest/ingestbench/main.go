@@ -24,7 +24,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,9 @@ type options struct {
 	brokers     []string
 	postgresURL string
 	redisAddr   string
+	profileDir  string
+	linger      time.Duration
+	batchers    int
 }
 
 func main() {
@@ -73,19 +78,22 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.maxFor, "max-for", 8*time.Second, "length of the maximum-throughput phase")
 	fs.DurationVar(&o.rawFor, "raw-for", 8*time.Second, "length of the raw franz-go produce loop")
 	fs.IntVar(&o.workers, "workers", 64, "concurrent clients of the maximum-throughput phase")
-	fs.IntVar(&o.batch, "batch", 100, "transactions per request in the batch phase (1-500)")
+	fs.IntVar(&o.batch, "batch", 500, "transactions per request in the batch phase (1-500)")
+	fs.IntVar(&o.batchers, "batch-clients", 8, "concurrent clients of the batch phase; clients × batch is its transactions in flight (the raw loop keeps 4096)")
+	fs.DurationVar(&o.linger, "linger", 0, "producer linger of ingest and of the raw loops alike")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the fresh topic")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "when set, write ingest CPU profiles of the fixed-rate and maximum phases and a heap profile here")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	var errs []error
-	if o.rate <= 0 || o.workers <= 0 || o.partitions <= 0 {
-		errs = append(errs, errors.New("--rate, --workers and --partitions must be positive"))
+	if o.rate <= 0 || o.workers <= 0 || o.partitions <= 0 || o.batchers <= 0 {
+		errs = append(errs, errors.New("--rate, --workers, --batch-clients and --partitions must be positive"))
 	}
 	if o.batch < 1 || o.batch > 500 {
 		errs = append(errs, errors.New("--batch must be 1-500"))
 	}
-	if total := o.rateFor + o.maxFor*3/2 + o.rawFor*3/2; total > 45*time.Second || o.rateFor <= 0 || o.maxFor <= 0 || o.rawFor <= 0 {
+	if total := o.rateFor + o.maxFor*2 + o.rawFor*3/2; total > 45*time.Second || o.rateFor <= 0 || o.maxFor <= 0 || o.rawFor <= 0 {
 		errs = append(errs, fmt.Errorf("phases must be positive and total at most 45s (the run is bounded to 60s), got %s", total))
 	}
 	o.brokers = strings.Split(os.Getenv("VIGIL_KAFKA_BROKERS"), ",")
@@ -141,7 +149,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	stopIngest, err := startIngest(ctx, o, addr, map[string]string{
+	env := map[string]string{
 		"VIGIL_INGEST_ADDR":            addr,
 		"VIGIL_INGEST_API_KEYS":        "bench:" + apiKey,
 		"VIGIL_INGEST_CARD_HMAC_KEY":   randomHex(32),
@@ -152,7 +160,16 @@ func run(ctx context.Context, args []string) error {
 		"VIGIL_REDIS_KEY_PREFIX":       "bench-" + runID + ":",
 		"VIGIL_LOG_LEVEL":              "warn",
 		"VIGIL_INGEST_PUBLISH_TIMEOUT": "10s",
-	})
+		"VIGIL_INGEST_PRODUCER_LINGER": o.linger.String(),
+	}
+	prof := profiler{dir: o.profileDir}
+	if prof.dir != "" {
+		if prof.addr, err = freePort(); err != nil {
+			return err
+		}
+		env["VIGIL_INGEST_PPROF_ADDR"] = prof.addr
+	}
+	stopIngest, err := startIngest(ctx, o, addr, env)
 	if err != nil {
 		return err
 	}
@@ -173,44 +190,186 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 
+	// The raw open loop runs right before the ingest one, so both see the same machine.
+	rawFixed, err := rawOpenLoop(ctx, o, topic, o.rawFor/2)
+	if err != nil {
+		return err
+	}
+	rawFixed.print(fmt.Sprintf("raw franz-go open loop @ %.0f rec/s", o.rate))
+
+	stopProfile := prof.cpu(ctx, "fixed", o.rateFor)
+	before, _ := serverHistogram(ctx, "http://"+addr, "/v1/transactions")
 	fixed, err := gen.openLoop(ctx, o.rate, o.rateFor)
+	stopProfile()
 	if err != nil {
 		return err
 	}
 	fixed.print(fmt.Sprintf("ingest open loop @ %.0f tx/s", o.rate))
+	// Ingest's own view of the same requests, from its latency histogram: the part of the ack
+	// latency spent inside the server, without the client and the connection.
+	if after, err := serverHistogram(ctx, "http://"+addr, "/v1/transactions"); err == nil && before != nil {
+		d := after.minus(before)
+		fmt.Printf("%-42s n=%-7d p50 ≤ %s  p99 ≤ %s  p99.9 ≤ %s (histogram buckets)\n", "  ingest server-side, same requests",
+			d.count(), d.quantile(0.5), d.quantile(0.99), d.quantile(0.999))
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench: server histogram:", err)
+	}
 
+	stopProfile = prof.cpu(ctx, "max", o.maxFor)
 	maxRes, err := gen.closedLoop(ctx, o.workers, o.maxFor)
+	stopProfile()
 	if err != nil {
 		return err
 	}
 	maxRes.print(fmt.Sprintf("ingest max (%d concurrent clients)", o.workers))
 
-	batchRes, err := gen.batchLoop(ctx, 4, o.batch, o.maxFor/2)
+	stopProfile = prof.cpu(ctx, "batch", o.maxFor)
+	batchRes, err := gen.batchLoop(ctx, o.batchers, o.batch, o.maxFor)
+	stopProfile()
 	if err != nil {
 		return err
 	}
-	batchRes.print(fmt.Sprintf("ingest batch max (%d tx/request, 4 clients)", o.batch))
+	prof.save(ctx, "allocs", "/debug/pprof/allocs")
+	batchRes.print(fmt.Sprintf("ingest batch max (%d tx/request, %d clients)", o.batch, o.batchers))
 
-	rawFixed, err := rawOpenLoop(ctx, o.brokers, topic, o.rate, o.rawFor/2)
-	if err != nil {
-		return err
-	}
-	rawFixed.print(fmt.Sprintf("raw franz-go open loop @ %.0f rec/s", o.rate))
-	raw, err := rawProduce(ctx, o.brokers, topic, o.rawFor)
+	raw, err := rawProduce(ctx, o, topic, o.rawFor)
 	if err != nil {
 		return err
 	}
 	raw.print("raw franz-go produce max, same size")
 	fmt.Printf("load average after the run: %s\n", loadAvg())
 
-	fmt.Printf("ratio ingest batch max / raw produce throughput: %.2f×\n", batchRes.throughput()/raw.throughput())
-	fmt.Printf("ratio ingest max / raw produce throughput: %.2f×; p99 ack at %.0f/s ingest %.2f ms vs raw %.2f ms\n",
-		maxRes.throughput()/raw.throughput(), o.rate,
-		float64(fixed.quantile(0.99).Microseconds())/1000, float64(rawFixed.quantile(0.99).Microseconds())/1000)
-	fmt.Printf("targets: p99 ack at %.0f tx/s < 10 ms: %s; ingest ≥ 0.5× raw: %s\n", o.rate,
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	fmt.Printf("ratio p99 ack at %.0f/s: ingest %.2f ms vs raw %.2f ms (%.2f×)\n", o.rate,
+		ms(fixed.quantile(0.99)), ms(rawFixed.quantile(0.99)), float64(fixed.quantile(0.99))/float64(max(rawFixed.quantile(0.99), 1)))
+	fmt.Printf("ratio throughput / raw produce: ingest batch %.2f×, ingest single %.2f×\n",
+		batchRes.throughput()/raw.throughput(), maxRes.throughput()/raw.throughput())
+	fmt.Printf("targets: p99 ack at %.0f tx/s < 10 ms: %s; ≥ 0.5× raw throughput: batch endpoint %s, single endpoint %s\n", o.rate,
 		verdict(fixed.quantile(0.99) < 10*time.Millisecond && fixed.errors == 0),
+		verdict(batchRes.throughput() >= 0.5*raw.throughput() && batchRes.errors == 0),
 		verdict(maxRes.throughput() >= 0.5*raw.throughput()))
 	return nil
+}
+
+// histogram is a cumulative latency histogram: bucket upper bound (seconds) to count.
+type histogram map[float64]float64
+
+// serverHistogram reads ingest's request latency histogram of route from /metrics.
+func serverHistogram(ctx context.Context, base, route string) (histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	h := histogram{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "vigil_http_request_duration_seconds_bucket{") || !strings.Contains(line, `route="`+route+`"`) {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `le="`)
+		le, value, _ := strings.Cut(rest, `"}`)
+		bound, err1 := strconv.ParseFloat(le, 64)
+		n, err2 := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		h[bound] += n
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("no vigil_http_request_duration_seconds for %s in /metrics", route)
+	}
+	return h, nil
+}
+
+func (h histogram) minus(o histogram) histogram {
+	d := histogram{}
+	for k, v := range h {
+		d[k] = v - o[k]
+	}
+	return d
+}
+
+func (h histogram) count() int { return int(h[math.Inf(1)]) }
+
+// quantile is the upper bound of the bucket holding quantile q.
+func (h histogram) quantile(q float64) string {
+	bounds := make([]float64, 0, len(h))
+	for k := range h {
+		bounds = append(bounds, k)
+	}
+	slices.Sort(bounds)
+	total := h[math.Inf(1)]
+	for _, b := range bounds {
+		if h[b] >= q*total {
+			if math.IsInf(b, 1) {
+				return "+Inf"
+			}
+			return (time.Duration(b * float64(time.Second))).String()
+		}
+	}
+	return "?"
+}
+
+// profiler fetches ingest's profiles from its pprof listener while a phase runs.
+type profiler struct {
+	dir, addr string
+}
+
+// cpu starts a CPU profile of about d in the background; the returned func waits for it.
+func (p profiler) cpu(ctx context.Context, name string, d time.Duration) func() {
+	if p.dir == "" {
+		return func() {}
+	}
+	secs := max(1, int(d.Seconds()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.save(ctx, "cpu-"+name, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+	}()
+	return func() { <-done }
+}
+
+func (p profiler) save(ctx context.Context, name, path string) {
+	if p.dir == "" {
+		return
+	}
+	err := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		if err := os.MkdirAll(p.dir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(p.dir, name+".pprof"))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ingestbench: profile %s: %v\n", name, err)
+	}
 }
 
 func verdict(ok bool) string {
@@ -306,15 +465,54 @@ type generator struct {
 	runID, apiKey, target string
 	client                *http.Client
 	seq                   atomic.Int64
+	clock                 atomic.Pointer[cachedTime]
 }
 
 // pans are Luhn-valid test card numbers.
 var pans = []string{"4111111111111111", "5555555555554444", "378282246310005", "6011111111111117"}
 
+// body is one transaction, built with appends rather than fmt: the generator shares the two
+// cores with ingest and the broker, and its own cost should not weigh on them.
 func (g *generator) body(i int64) []byte {
-	return fmt.Appendf(nil, `{"transaction_id":"b%s-%d","account_id":"acct-%d","card_number":%q,"merchant_id":"m-%d","terminal_id":"t-%d",`+
-		`"mcc":"5411","amount_minor":%d,"currency":"EUR","country":"DE","channel":"ecommerce","device_id":"dev-%d","ip":"203.0.113.7","event_time":%q}`,
-		g.runID, i, i%5000, pans[i%int64(len(pans))], i%300, i%900, 100+i%90000, i%7000, time.Now().UTC().Add(-time.Second).Format(time.RFC3339))
+	return g.appendBody(make([]byte, 0, 320), i)
+}
+
+func (g *generator) appendBody(b []byte, i int64) []byte {
+	b = append(b, `{"transaction_id":"b`...)
+	b = append(b, g.runID...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, i, 10)
+	b = append(b, `","account_id":"acct-`...)
+	b = strconv.AppendInt(b, i%5000, 10)
+	b = append(b, `","card_number":"`...)
+	b = append(b, pans[i%int64(len(pans))]...)
+	b = append(b, `","merchant_id":"m-`...)
+	b = strconv.AppendInt(b, i%300, 10)
+	b = append(b, `","terminal_id":"t-`...)
+	b = strconv.AppendInt(b, i%900, 10)
+	b = append(b, `","mcc":"5411","amount_minor":`...)
+	b = strconv.AppendInt(b, 100+i%90000, 10)
+	b = append(b, `,"currency":"EUR","country":"DE","channel":"ecommerce","device_id":"dev-`...)
+	b = strconv.AppendInt(b, i%7000, 10)
+	b = append(b, `","ip":"203.0.113.7","event_time":"`...)
+	b = append(b, g.eventTime()...)
+	return append(b, `"}`...)
+}
+
+// eventTime is a second ago in RFC 3339, formatted once per second.
+func (g *generator) eventTime() string {
+	now := time.Now().Unix()
+	if c := g.clock.Load(); c != nil && c.unix == now {
+		return c.text
+	}
+	c := &cachedTime{unix: now, text: time.Unix(now-1, 0).UTC().Format(time.RFC3339)}
+	g.clock.Store(c)
+	return c.text
+}
+
+type cachedTime struct {
+	unix int64
+	text string
 }
 
 // send posts one transaction and reports whether it was accepted (202).
@@ -442,18 +640,18 @@ func (g *generator) batchLoop(ctx context.Context, workers, size int, d time.Dur
 	target := g.target + ":batch"
 	for range workers {
 		wg.Go(func() {
+			var body []byte
 			for time.Now().Before(end) && ctx.Err() == nil {
-				var body bytes.Buffer
-				body.WriteString(`{"transactions":[`)
+				body = append(body[:0], `{"transactions":[`...)
 				for i := range size {
 					if i > 0 {
-						body.WriteByte(',')
+						body = append(body, ',')
 					}
-					body.Write(g.body(g.seq.Add(1)))
+					body = g.appendBody(body, g.seq.Add(1))
 				}
-				body.WriteString(`]}`)
+				body = append(body, `]}`...)
 				t := time.Now()
-				accepted := g.post(ctx, target, body.Bytes())
+				accepted := g.post(ctx, target, body)
 				lat := time.Since(t)
 				mu.Lock()
 				for range accepted {
@@ -515,11 +713,17 @@ func messageSize() int {
 	return len(rec.Value)
 }
 
+// rawOptions are the producer options ingest runs with (the shared ones and the linger).
+func rawOptions(o options) []kgo.Opt {
+	return append(kafka.ProducerOptions(o.brokers), kgo.ProducerLinger(o.linger))
+}
+
 // rawOpenLoop produces records of the ingest message's size at a fixed rate with the same
 // producer options, each timed from its scheduled send to its ack: the latency floor the
 // broker sets for ingest at that rate.
-func rawOpenLoop(ctx context.Context, brokers []string, topic string, rate float64, d time.Duration) (*result, error) {
-	cl, err := kgo.NewClient(kafka.ProducerOptions(brokers)...)
+func rawOpenLoop(ctx context.Context, o options, topic string, d time.Duration) (*result, error) {
+	rate := o.rate
+	cl, err := kgo.NewClient(rawOptions(o)...)
 	if err != nil {
 		return nil, err
 	}
@@ -564,8 +768,8 @@ func rawOpenLoop(ctx context.Context, brokers []string, topic string, rate float
 
 // rawProduce is the baseline: the same producer options ingest uses and records of the same
 // size, produced as fast as acks come back, with as many in flight as the ingest phase allowed.
-func rawProduce(ctx context.Context, brokers []string, topic string, d time.Duration) (*result, error) {
-	cl, err := kgo.NewClient(kafka.ProducerOptions(brokers)...)
+func rawProduce(ctx context.Context, o options, topic string, d time.Duration) (*result, error) {
+	cl, err := kgo.NewClient(rawOptions(o)...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -17,7 +18,10 @@ import (
 
 // Config of the ingest service, from VIGIL_INGEST_* and the shared Kafka and log variables.
 type Config struct {
-	Addr              string
+	Addr string
+	// PprofAddr, when set, serves net/http/pprof on its own loopback listener; empty (the
+	// default) serves nothing.
+	PprofAddr         string
 	MaxBodyBytes      int64
 	MaxBatchBodyBytes int64
 	MaxBatchItems     int
@@ -31,20 +35,23 @@ type Config struct {
 	MaxClockSkew      time.Duration
 	MaxEventAge       time.Duration
 	PublishTimeout    time.Duration
-	StartupTimeout    time.Duration
-	ShutdownTimeout   time.Duration
-	APIKeys           *auth.Keyring
-	CardKeyID         string
-	CardHMACKey       []byte
-	Kafka             kafka.Config
-	Postgres          postgres.Config
-	Redis             redisclient.Config
-	Log               telemetry.Config
+	// ProducerLinger is how long the producer waits for more records before sending a batch.
+	ProducerLinger  time.Duration
+	StartupTimeout  time.Duration
+	ShutdownTimeout time.Duration
+	APIKeys         *auth.Keyring
+	CardKeyID       string
+	CardHMACKey     []byte
+	Kafka           kafka.Config
+	Postgres        postgres.Config
+	Redis           redisclient.Config
+	Log             telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
 	c := Config{
 		Addr:         e.String("VIGIL_INGEST_ADDR", "127.0.0.1:8080"),
+		PprofAddr:    e.String("VIGIL_INGEST_PPROF_ADDR", ""),
 		MaxBodyBytes: int64(e.Int("VIGIL_INGEST_MAX_BODY_BYTES", 64<<10, 1<<10, 16<<20)),
 		// A full batch of 500 typical transactions (~450 bytes each) is ~230 KB.
 		MaxBatchBodyBytes: int64(e.Int("VIGIL_INGEST_MAX_BATCH_BODY_BYTES", 1<<20, 1<<10, 64<<20)),
@@ -59,14 +66,17 @@ func loadConfig(e *config.Env) (Config, error) {
 		MaxClockSkew:      e.Duration("VIGIL_INGEST_MAX_CLOCK_SKEW", 5*time.Minute),
 		MaxEventAge:       e.Duration("VIGIL_INGEST_MAX_EVENT_AGE", 30*24*time.Hour),
 		PublishTimeout:    e.Duration("VIGIL_INGEST_PUBLISH_TIMEOUT", 10*time.Second),
-		StartupTimeout:    e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
-		ShutdownTimeout:   e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
-		CardKeyID:         e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
-		CardHMACKey:       []byte(e.Secret("VIGIL_INGEST_CARD_HMAC_KEY", true)),
-		Kafka:             kafka.LoadConfig(e),
-		Postgres:          postgres.LoadConfig(e),
-		Redis:             redisclient.LoadConfig(e),
-		Log:               telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
+		// No linger: every request waits for its ack, so a linger is added to every 202. Records
+		// still batch while the broker's in-flight produce requests (5 with idempotence) are busy.
+		ProducerLinger:  durationOrZero(e, "VIGIL_INGEST_PRODUCER_LINGER"),
+		StartupTimeout:  e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
+		ShutdownTimeout: e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
+		CardKeyID:       e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
+		CardHMACKey:     []byte(e.Secret("VIGIL_INGEST_CARD_HMAC_KEY", true)),
+		Kafka:           kafka.LoadConfig(e),
+		Postgres:        postgres.LoadConfig(e),
+		Redis:           redisclient.LoadConfig(e),
+		Log:             telemetry.Config{Format: e.String("VIGIL_LOG_FORMAT", "json"), Level: e.String("VIGIL_LOG_LEVEL", "info")},
 	}
 	// Optional since keys live in Postgres (`ingest apikey create`); env keys bootstrap a
 	// deployment and serve tests and the demo.
@@ -95,6 +105,9 @@ func (c Config) validate(e *config.Env) {
 	if !strings.Contains(c.Addr, ":") {
 		e.Fail("VIGIL_INGEST_ADDR", "%q is not host:port", c.Addr)
 	}
+	if c.PprofAddr != "" && !isLoopback(c.PprofAddr) {
+		e.Fail("VIGIL_INGEST_PPROF_ADDR", "%q must be a loopback host:port (127.0.0.1, ::1 or localhost): profiles expose internals", c.PprofAddr)
+	}
 	// In-flight requests wait for Kafka acks; shutdown must give them time to finish.
 	if c.ShutdownTimeout < c.PublishTimeout {
 		e.Fail("VIGIL_INGEST_SHUTDOWN_TIMEOUT", "%s is shorter than VIGIL_INGEST_PUBLISH_TIMEOUT (%s), so shutdown would cut off requests waiting for Kafka",
@@ -115,6 +128,9 @@ func (c Config) validate(e *config.Env) {
 			e.Fail(name, "must be positive")
 		}
 	}
+	if c.ProducerLinger < 0 || c.ProducerLinger > time.Second {
+		e.Fail("VIGIL_INGEST_PRODUCER_LINGER", "%s is outside 0-1s", c.ProducerLinger)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		e.Fail("VIGIL_LOG_LEVEL", "%q is not debug, info, warn or error", c.Log.Level)
@@ -133,10 +149,12 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
+		slog.String("pprof_addr", c.PprofAddr),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.String("max_clock_skew", c.MaxClockSkew.String()),
 		slog.String("max_event_age", c.MaxEventAge.String()),
 		slog.String("publish_timeout", c.PublishTimeout.String()),
+		slog.String("producer_linger", c.ProducerLinger.String()),
 		slog.String("startup_timeout", c.StartupTimeout.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Any("api_key_sources", sources),
@@ -159,4 +177,27 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.Log.Level),
 		slog.String("log_format", c.Log.Format),
 	)
+}
+
+// durationOrZero reads a duration that may be 0 (config.Env.Duration wants it positive).
+func durationOrZero(e *config.Env, name string) time.Duration {
+	v := e.String(name, "0s")
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.Fail(name, "%q is not a duration like 0s, 500us or 2ms", v)
+	}
+	return d
+}
+
+// isLoopback reports whether addr is host:port with a loopback host.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

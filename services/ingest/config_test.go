@@ -75,6 +75,7 @@ func TestLoadConfigWithoutEnvKeys(t *testing.T) {
 		{"key ttl", c.APIKeyTTL, 5 * time.Second},
 		{"idempotency ttl", c.IdempotencyTTL, 24 * time.Hour},
 		{"redis", c.Redis.Addr, "127.0.0.1:56379"},
+		{"linger", c.ProducerLinger, time.Duration(0)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -140,6 +141,10 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 			"VIGIL_INGEST_SHUTDOWN_TIMEOUT: 15s is shorter than VIGIL_INGEST_PUBLISH_TIMEOUT"}},
 		{"body too small", map[string]string{"VIGIL_INGEST_MAX_BODY_BYTES": "10"}, []string{"VIGIL_INGEST_MAX_BODY_BYTES: 10 is outside"}},
 		{"addr", map[string]string{"VIGIL_INGEST_ADDR": "8080"}, []string{"VIGIL_INGEST_ADDR"}},
+		{"linger", map[string]string{"VIGIL_INGEST_PRODUCER_LINGER": "5s"}, []string{"VIGIL_INGEST_PRODUCER_LINGER: 5s is outside 0-1s"}},
+		{"linger not a duration", map[string]string{"VIGIL_INGEST_PRODUCER_LINGER": "soon"}, []string{"VIGIL_INGEST_PRODUCER_LINGER: \"soon\" is not a duration"}},
+		{"pprof on a public address", map[string]string{"VIGIL_INGEST_PPROF_ADDR": "0.0.0.0:6060"}, []string{"VIGIL_INGEST_PPROF_ADDR: \"0.0.0.0:6060\" must be a loopback"}},
+		{"pprof without a port", map[string]string{"VIGIL_INGEST_PPROF_ADDR": "127.0.0.1"}, []string{"VIGIL_INGEST_PPROF_ADDR"}},
 		{"shared", map[string]string{"VIGIL_KAFKA_BROKERS": "localhost", "VIGIL_LOG_LEVEL": "loud", "VIGIL_LOG_FORMAT": "xml"},
 			[]string{"VIGIL_KAFKA_BROKERS", "VIGIL_LOG_LEVEL", "VIGIL_LOG_FORMAT"}},
 	}
@@ -189,5 +194,53 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("config log %s lacks %s", out, want)
 		}
+	}
+}
+
+func TestPprofAddr(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		addr string
+		want string
+	}{
+		{"", ""},
+		{"127.0.0.1:6060", "127.0.0.1:6060"},
+		{"localhost:0", "localhost:0"},
+		{"[::1]:6060", "[::1]:6060"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.addr, func(t *testing.T) {
+			t.Parallel()
+			env := minimalEnv()
+			env["VIGIL_INGEST_PPROF_ADDR"] = tc.addr
+			c, err := loadConfig(config.FromMap(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.PprofAddr != tc.want {
+				t.Errorf("PprofAddr = %q, want %q", c.PprofAddr, tc.want)
+			}
+		})
+	}
+}
+
+func TestProducerLinger(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+	}{{"0", 0}, {"0s", 0}, {"2ms", 2 * time.Millisecond}, {"1s", time.Second}} {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Parallel()
+			env := minimalEnv()
+			env["VIGIL_INGEST_PRODUCER_LINGER"] = tc.value
+			c, err := loadConfig(config.FromMap(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ProducerLinger != tc.want {
+				t.Errorf("ProducerLinger = %s, want %s", c.ProducerLinger, tc.want)
+			}
+		})
 	}
 }

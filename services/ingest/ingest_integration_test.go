@@ -53,6 +53,9 @@ type stack struct {
 func newStack(t *testing.T, env map[string]string) *stack {
 	t.Helper()
 	brokers := testinfra.KafkaBrokers(t)
+	if b := env["VIGIL_KAFKA_BROKERS"]; b != "" {
+		brokers = strings.Split(b, ",")
+	}
 	redisAddr := testinfra.RedisAddr(t)
 	pool, dbURL := testinfra.NewDatabase(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -90,7 +93,7 @@ func newStack(t *testing.T, env map[string]string) *stack {
 		defer dcancel()
 		_, _ = kadm.NewClient(admin).DeleteTopics(dctx, s.topic)
 	})
-	producer, err := publish.New(brokers, s.topic)
+	producer, err := publish.New(brokers, s.topic, producerOptions(cfg)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-fraud/vigil/libs/config"
@@ -96,7 +98,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	producer, err := publish.New(cfg.Kafka.Brokers, cfg.Kafka.Topics.Tx)
+	producer, err := publish.New(cfg.Kafka.Brokers, cfg.Kafka.Topics.Tx, producerOptions(cfg)...)
 	if err != nil {
 		return err
 	}
@@ -141,11 +143,36 @@ func run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
+	if cfg.PprofAddr != "" {
+		psrv, err := httpserver.Listen(httpserver.Config{Addr: cfg.PprofAddr, WriteTimeout: 2 * time.Minute}, pprofHandler(), log)
+		if err != nil {
+			return fmt.Errorf("pprof: %w", err)
+		}
+		g.Go(func() error { return psrv.Run(gctx) })
+	}
 	g.Go(func() error { return keys.Run(gctx) })
 	health.MarkReady()
 	err = g.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// producerOptions tune the shared producer settings for ingest. The buffer holds at most what
+// may be in flight, so records a dead broker holds on to cannot pile up without bound.
+func producerOptions(cfg Config) []kgo.Opt {
+	return []kgo.Opt{kgo.ProducerLinger(cfg.ProducerLinger), kgo.MaxBufferedRecords(cfg.MaxInFlight)}
+}
+
+// pprofHandler serves the runtime profiles. It is only mounted on its own loopback listener
+// (VIGIL_INGEST_PPROF_ADDR), never on the API's, so profiling stays opt-in and off the network.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 type deps struct {

@@ -16,6 +16,32 @@ type batchRequest struct {
 	Transactions []json.RawMessage `json:"transactions"`
 }
 
+// parsedItem is one decoded batch item, or why it could not be decoded.
+type parsedItem struct {
+	req transactionRequest
+	err error
+}
+
+// parseBatch decodes a batch body; an item that is not a valid transaction object fails alone.
+func parseBatch(body []byte) ([]parsedItem, error) {
+	if reqs, ok := fastParseBatch(body); ok {
+		items := make([]parsedItem, len(reqs))
+		for i, r := range reqs {
+			items[i].req = r
+		}
+		return items, nil
+	}
+	var req batchRequest
+	if err := strictDecode(body, &req); err != nil {
+		return nil, err
+	}
+	items := make([]parsedItem, len(req.Transactions))
+	for i, raw := range req.Transactions {
+		items[i].req, items[i].err = parseTransaction(raw)
+	}
+	return items, nil
+}
+
 // batchItem is one item's outcome: status 202 with the accepted fields, or a problem.
 type batchItem struct {
 	Index       int                 `json:"index"`
@@ -44,11 +70,11 @@ func itemProblem(i int, p httpserver.Problem) batchItem {
 // createBatch validates every item, publishes the valid ones together and reports per item.
 // The batch is not atomic: valid items are queued even when others are rejected.
 func (a *API) createBatch(c submission) response {
-	var req batchRequest
-	if err := strictDecode(c.body, &req); err != nil {
+	items, err := parseBatch(c.body)
+	if err != nil {
 		return requestProblem(err)
 	}
-	n := len(req.Transactions)
+	n := len(items)
 	if n == 0 || n > a.cfg.MaxBatchItems {
 		return problemResponse(httpserver.Problem{Status: http.StatusBadRequest,
 			Detail: fmt.Sprintf("transactions must hold 1 to %d items, got %d", a.cfg.MaxBatchItems, n),
@@ -64,13 +90,12 @@ func (a *API) createBatch(c submission) response {
 		index []int
 		seen  = map[string]int{}
 	)
-	for i, raw := range req.Transactions {
-		tr, err := parseTransaction(raw)
-		if err != nil {
-			results[i] = itemProblem(i, problemOf(err))
+	for i, item := range items {
+		if item.err != nil {
+			results[i] = itemProblem(i, problemOf(item.err))
 			continue
 		}
-		msg, fields := a.convert(c.principal.Source, tr)
+		msg, fields := a.convert(c.principal.Source, item.req)
 		if len(fields) > 0 {
 			results[i] = itemProblem(i, httpserver.Problem{Status: http.StatusUnprocessableEntity,
 				Detail: "the transaction has invalid fields", Errors: fields})

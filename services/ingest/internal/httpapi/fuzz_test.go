@@ -16,6 +16,7 @@ import (
 // FuzzDecodeValidate feeds arbitrary bodies through decode and validation (the path every
 // byte from a payment system takes). It must never panic, must answer a decode failure with a
 // 400 or 413-class problem, and must never echo the card number, in errors or in the message.
+// The fast decoder must agree with encoding/json on every body it accepts (checkFastDecode).
 // Seeds live in testdata/fuzz/FuzzDecodeValidate.
 func FuzzDecodeValidate(f *testing.F) {
 	tok, err := txn.NewTokenizer("k1", []byte(strings.Repeat("s", 32)))
@@ -24,6 +25,7 @@ func FuzzDecodeValidate(f *testing.F) {
 	}
 	rules := txn.Rules{MaxClockSkew: 5 * time.Minute, MaxEventAge: 30 * 24 * time.Hour}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkFastDecode(t, body)
 		req, err := parseTransaction(body)
 		if err != nil {
 			if p := problemOf(err); p.Status != http.StatusBadRequest || p.Detail == "" {

@@ -106,6 +106,8 @@ type options struct {
 	decisions Decisions
 	maxWait   time.Duration
 	keys      *auth.Keyring
+	// production uses the service's default batch limits and log level (benchmarks).
+	production bool
 }
 
 func newHarnessWith(t testing.TB, o options) *harness {
@@ -122,13 +124,17 @@ func newHarnessWith(t testing.TB, o options) *harness {
 		keys = o.keys
 	}
 	h := &harness{pub: &fakePublisher{err: o.pubErr, hook: o.publish}, tok: tok, logs: &syncBuffer{}}
-	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level, maxBatch := slog.LevelDebug, 3
+	if o.production {
+		level, maxBatch = slog.LevelInfo, 500
+	}
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: level}))
 	api := New(Config{
 		MaxBodyBytes:   4 << 10,
 		Rules:          txn.Rules{MaxClockSkew: 5 * time.Minute, MaxEventAge: 30 * 24 * time.Hour},
 		PublishTimeout: time.Second,
 		RetryAfter:     2 * time.Second,
-		MaxBatchItems:  3,
+		MaxBatchItems:  maxBatch,
 		MaxInFlight:    o.inFlight,
 		RateLimit:      o.rate,
 		MaxWait:        o.maxWait,

@@ -108,6 +108,9 @@ func readBody(w http.ResponseWriter, r *http.Request, maxBytes int64) ([]byte, e
 
 // parseTransaction decodes one transaction strictly: unknown fields and trailing data fail.
 func parseTransaction(body []byte) (transactionRequest, error) {
+	if req, ok := fastParseTransaction(body); ok {
+		return req, nil
+	}
 	var req transactionRequest
 	return req, strictDecode(body, &req)
 }

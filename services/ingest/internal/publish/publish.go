@@ -34,21 +34,17 @@ func New(brokers []string, topic string, opts ...kgo.Opt) (*Producer, error) {
 }
 
 // Publish produces tx keyed by its account id, so one account's transactions stay ordered on
-// one partition, and returns once every in-sync replica has it: the caller's 202 is a
+// one partition, and returns nil once every in-sync replica has it: the caller's 202 is a
 // promise that the transaction will be scored. The record carries the trace context of a
 // producer span, child of ctx's.
+//
+// It returns an error when ctx ends first, even if the record is still in flight: an
+// idempotent producer will not give up a record whose request may have reached a dead broker
+// (it waits to retry it with the same sequence number), and the caller must not hang with it.
+// Such a record may still be written once the broker is back; the error only promises that no
+// ack was seen. The producer's buffer bound (MaxBufferedRecords) caps what it keeps meanwhile.
 func (p *Producer) Publish(ctx context.Context, tx *fraudv1.Transaction) error {
-	rec, err := kafka.NewRecord(p.topic, tx.GetAccountId(), tx)
-	if err != nil {
-		return err
-	}
-	ctx, span := p.startSpan(ctx, rec, tx)
-	err = p.cl.ProduceSync(ctx, rec).FirstErr()
-	if err != nil {
-		err = fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
-	}
-	p.endSpan(span, rec, err)
-	return err
+	return p.PublishAll(ctx, []*fraudv1.Transaction{tx})[0]
 }
 
 // startSpan starts the producer span of tx and puts its context in rec's headers, so
@@ -66,29 +62,57 @@ func (p *Producer) endSpan(span trace.Span, rec *kgo.Record, err error) {
 	telemetry.EndSpan(span, err)
 }
 
-// PublishAll produces txs concurrently and returns one error per transaction (nil when acked).
-// Batching them in flight lets franz-go pack them into few produce requests.
+// PublishAll produces txs concurrently and returns one error per transaction (nil when acked),
+// with Publish's semantics for each. Batching them in flight lets franz-go pack them into few
+// produce requests. A full producer buffer fails a record at once rather than blocking.
 func (p *Producer) PublishAll(ctx context.Context, txs []*fraudv1.Transaction) []error {
-	errs := make([]error, len(txs))
-	var wg sync.WaitGroup
+	if len(txs) == 0 {
+		return nil
+	}
+	var (
+		mu      sync.Mutex
+		errs    = make([]error, len(txs))
+		settled = make([]bool, len(txs))
+		pending = len(txs)
+		done    = make(chan struct{})
+	)
+	settle := func(i int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs[i], settled[i] = err, true
+		if pending--; pending == 0 {
+			close(done)
+		}
+	}
 	for i, tx := range txs {
 		rec, err := kafka.NewRecord(p.topic, tx.GetAccountId(), tx)
 		if err != nil {
-			errs[i] = err
+			settle(i, err)
 			continue
 		}
 		sctx, span := p.startSpan(ctx, rec, tx)
-		wg.Add(1)
-		p.cl.Produce(sctx, rec, func(_ *kgo.Record, err error) {
+		p.cl.TryProduce(sctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil {
-				errs[i] = fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
+				err = fmt.Errorf("produce transaction %s to %s: %w", tx.GetId(), p.topic, err)
 			}
-			p.endSpan(span, rec, errs[i])
-			wg.Done()
+			p.endSpan(span, rec, err)
+			settle(i, err)
 		})
 	}
-	wg.Wait()
-	return errs
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]error, len(txs))
+	for i := range txs {
+		out[i] = errs[i]
+		if !settled[i] {
+			out[i] = fmt.Errorf("produce transaction %s to %s: no ack before the deadline: %w", txs[i].GetId(), p.topic, context.Cause(ctx))
+		}
+	}
+	return out
 }
 
 // Ping checks that the cluster answers, for /readyz.

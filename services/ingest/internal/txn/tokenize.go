@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // MinCardKeyBytes is the shortest HMAC key accepted: the SHA-256 block strength.
@@ -23,6 +25,8 @@ type Card struct {
 type Tokenizer struct {
 	keyID string
 	key   []byte
+	// macs holds keyed HMAC states: hmac.New hashes the key pads each time, Reset does not.
+	macs sync.Pool
 }
 
 // NewTokenizer returns a Tokenizer with key named keyID. A keyed HMAC rather than a plain hash
@@ -34,15 +38,20 @@ func NewTokenizer(keyID string, key []byte) (*Tokenizer, error) {
 	if len(key) < MinCardKeyBytes {
 		return nil, fmt.Errorf("card HMAC key has %d bytes, need at least %d", len(key), MinCardKeyBytes)
 	}
-	return &Tokenizer{keyID: keyID, key: append([]byte(nil), key...)}, nil
+	t := &Tokenizer{keyID: keyID, key: append([]byte(nil), key...)}
+	t.macs.New = func() any { return hmac.New(sha256.New, t.key) }
+	return t, nil
 }
 
 // Tokenize returns the card of a validated PAN (see Validate).
 func (t *Tokenizer) Tokenize(pan PAN) Card {
 	digits := string(pan)
-	mac := hmac.New(sha256.New, t.key)
+	mac := t.macs.Get().(hash.Hash)
 	mac.Write([]byte(digits))
-	c := Card{Token: hex.EncodeToString(mac.Sum(nil)), KeyID: t.keyID}
+	var sum [sha256.Size]byte
+	c := Card{Token: hex.EncodeToString(mac.Sum(sum[:0])), KeyID: t.keyID}
+	mac.Reset() // back to the keyed state: nothing derived from the card stays in the pool
+	t.macs.Put(mac)
 	if len(digits) >= MinPANDigits {
 		c.BIN = digits[:6]
 		c.Last4 = digits[len(digits)-4:]
