@@ -28,15 +28,24 @@ func ListenDebug(addr string, log *slog.Logger) (*Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("debug address %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("debug address %q: profiles are served on loopback only", addr)
+	if err := CheckDebugAddr(addr); err != nil {
+		return nil, err
 	}
 	// CPU profiles and traces stream for their whole duration.
 	return Listen(Config{Addr: addr, WriteTimeout: 5 * time.Minute}, DebugHandler(), log.With("server", "debug"))
+}
+
+// CheckDebugAddr reports an error unless addr is a loopback host:port (127.0.0.1, ::1 or
+// localhost): services validate their debug address with it when they load their config.
+func CheckDebugAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q must be a loopback host:port (127.0.0.1, ::1 or localhost): profiles expose internals", addr)
+	}
+	return nil
 }
 
 // RunOrWait runs s, or waits for ctx when s is nil (a disabled optional server).

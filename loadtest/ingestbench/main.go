@@ -167,7 +167,7 @@ func run(ctx context.Context, args []string) error {
 		if prof.addr, err = freePort(); err != nil {
 			return err
 		}
-		env["VIGIL_INGEST_PPROF_ADDR"] = prof.addr
+		env["VIGIL_INGEST_DEBUG_ADDR"] = prof.addr
 	}
 	stopIngest, err := startIngest(ctx, o, addr, env)
 	if err != nil {

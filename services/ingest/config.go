@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
+	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
 	"github.com/vigil-fraud/vigil/libs/redisclient"
@@ -19,9 +19,9 @@ import (
 // Config of the ingest service, from VIGIL_INGEST_* and the shared Kafka and log variables.
 type Config struct {
 	Addr string
-	// PprofAddr, when set, serves net/http/pprof on its own loopback listener; empty (the
+	// DebugAddr, when set, serves net/http/pprof on its own loopback listener; empty (the
 	// default) serves nothing.
-	PprofAddr         string
+	DebugAddr         string
 	MaxBodyBytes      int64
 	MaxBatchBodyBytes int64
 	MaxBatchItems     int
@@ -51,7 +51,7 @@ type Config struct {
 func loadConfig(e *config.Env) (Config, error) {
 	c := Config{
 		Addr:         e.String("VIGIL_INGEST_ADDR", "127.0.0.1:8080"),
-		PprofAddr:    e.String("VIGIL_INGEST_PPROF_ADDR", ""),
+		DebugAddr:    e.String("VIGIL_INGEST_DEBUG_ADDR", ""),
 		MaxBodyBytes: int64(e.Int("VIGIL_INGEST_MAX_BODY_BYTES", 64<<10, 1<<10, 16<<20)),
 		// A full batch of 500 typical transactions (~450 bytes each) is ~230 KB.
 		MaxBatchBodyBytes: int64(e.Int("VIGIL_INGEST_MAX_BATCH_BODY_BYTES", 1<<20, 1<<10, 64<<20)),
@@ -68,7 +68,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		PublishTimeout:    e.Duration("VIGIL_INGEST_PUBLISH_TIMEOUT", 10*time.Second),
 		// No linger: every request waits for its ack, so a linger is added to every 202. Records
 		// still batch while the broker's in-flight produce requests (5 with idempotence) are busy.
-		ProducerLinger:  durationOrZero(e, "VIGIL_INGEST_PRODUCER_LINGER"),
+		ProducerLinger:  e.DurationRange("VIGIL_INGEST_PRODUCER_LINGER", 0, 0, time.Second),
 		StartupTimeout:  e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
 		ShutdownTimeout: e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
 		CardKeyID:       e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
@@ -105,8 +105,10 @@ func (c Config) validate(e *config.Env) {
 	if !strings.Contains(c.Addr, ":") {
 		e.Fail("VIGIL_INGEST_ADDR", "%q is not host:port", c.Addr)
 	}
-	if c.PprofAddr != "" && !isLoopback(c.PprofAddr) {
-		e.Fail("VIGIL_INGEST_PPROF_ADDR", "%q must be a loopback host:port (127.0.0.1, ::1 or localhost): profiles expose internals", c.PprofAddr)
+	if c.DebugAddr != "" {
+		if err := httpserver.CheckDebugAddr(c.DebugAddr); err != nil {
+			e.Fail("VIGIL_INGEST_DEBUG_ADDR", "%v", err)
+		}
 	}
 	// In-flight requests wait for Kafka acks; shutdown must give them time to finish.
 	if c.ShutdownTimeout < c.PublishTimeout {
@@ -149,7 +151,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
-		slog.String("pprof_addr", c.PprofAddr),
+		slog.String("debug_addr", c.DebugAddr),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.String("max_clock_skew", c.MaxClockSkew.String()),
 		slog.String("max_event_age", c.MaxEventAge.String()),
@@ -177,27 +179,4 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.Log.Level),
 		slog.String("log_format", c.Log.Format),
 	)
-}
-
-// durationOrZero reads a duration that may be 0 (config.Env.Duration wants it positive).
-func durationOrZero(e *config.Env, name string) time.Duration {
-	v := e.String(name, "0s")
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		e.Fail(name, "%q is not a duration like 0s, 500us or 2ms", v)
-	}
-	return d
-}
-
-// isLoopback reports whether addr is host:port with a loopback host.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

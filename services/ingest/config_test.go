@@ -141,10 +141,10 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 			"VIGIL_INGEST_SHUTDOWN_TIMEOUT: 15s is shorter than VIGIL_INGEST_PUBLISH_TIMEOUT"}},
 		{"body too small", map[string]string{"VIGIL_INGEST_MAX_BODY_BYTES": "10"}, []string{"VIGIL_INGEST_MAX_BODY_BYTES: 10 is outside"}},
 		{"addr", map[string]string{"VIGIL_INGEST_ADDR": "8080"}, []string{"VIGIL_INGEST_ADDR"}},
-		{"linger", map[string]string{"VIGIL_INGEST_PRODUCER_LINGER": "5s"}, []string{"VIGIL_INGEST_PRODUCER_LINGER: 5s is outside 0-1s"}},
+		{"linger", map[string]string{"VIGIL_INGEST_PRODUCER_LINGER": "5s"}, []string{"VIGIL_INGEST_PRODUCER_LINGER: 5s is outside [0s, 1s]"}},
 		{"linger not a duration", map[string]string{"VIGIL_INGEST_PRODUCER_LINGER": "soon"}, []string{"VIGIL_INGEST_PRODUCER_LINGER: \"soon\" is not a duration"}},
-		{"pprof on a public address", map[string]string{"VIGIL_INGEST_PPROF_ADDR": "0.0.0.0:6060"}, []string{"VIGIL_INGEST_PPROF_ADDR: \"0.0.0.0:6060\" must be a loopback"}},
-		{"pprof without a port", map[string]string{"VIGIL_INGEST_PPROF_ADDR": "127.0.0.1"}, []string{"VIGIL_INGEST_PPROF_ADDR"}},
+		{"pprof on a public address", map[string]string{"VIGIL_INGEST_DEBUG_ADDR": "0.0.0.0:6060"}, []string{"VIGIL_INGEST_DEBUG_ADDR: \"0.0.0.0:6060\" must be a loopback"}},
+		{"pprof without a port", map[string]string{"VIGIL_INGEST_DEBUG_ADDR": "127.0.0.1"}, []string{"VIGIL_INGEST_DEBUG_ADDR"}},
 		{"shared", map[string]string{"VIGIL_KAFKA_BROKERS": "localhost", "VIGIL_LOG_LEVEL": "loud", "VIGIL_LOG_FORMAT": "xml"},
 			[]string{"VIGIL_KAFKA_BROKERS", "VIGIL_LOG_LEVEL", "VIGIL_LOG_FORMAT"}},
 	}
@@ -197,7 +197,7 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 	}
 }
 
-func TestPprofAddr(t *testing.T) {
+func TestDebugAddr(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		addr string
@@ -212,13 +212,13 @@ func TestPprofAddr(t *testing.T) {
 		t.Run(tc.addr, func(t *testing.T) {
 			t.Parallel()
 			env := minimalEnv()
-			env["VIGIL_INGEST_PPROF_ADDR"] = tc.addr
+			env["VIGIL_INGEST_DEBUG_ADDR"] = tc.addr
 			c, err := loadConfig(config.FromMap(env))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.PprofAddr != tc.want {
-				t.Errorf("PprofAddr = %q, want %q", c.PprofAddr, tc.want)
+			if c.DebugAddr != tc.want {
+				t.Errorf("DebugAddr = %q, want %q", c.DebugAddr, tc.want)
 			}
 		})
 	}

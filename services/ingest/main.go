@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -143,13 +142,11 @@ func run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
-	if cfg.PprofAddr != "" {
-		psrv, err := httpserver.Listen(httpserver.Config{Addr: cfg.PprofAddr, WriteTimeout: 2 * time.Minute}, pprofHandler(), log)
-		if err != nil {
-			return fmt.Errorf("pprof: %w", err)
-		}
-		g.Go(func() error { return psrv.Run(gctx) })
+	debug, err := httpserver.ListenDebug(cfg.DebugAddr, log)
+	if err != nil {
+		return err
 	}
+	g.Go(func() error { return httpserver.RunOrWait(gctx, debug) })
 	g.Go(func() error { return keys.Run(gctx) })
 	health.MarkReady()
 	err = g.Wait()
@@ -161,18 +158,6 @@ func run(ctx context.Context) error {
 // may be in flight, so records a dead broker holds on to cannot pile up without bound.
 func producerOptions(cfg Config) []kgo.Opt {
 	return []kgo.Opt{kgo.ProducerLinger(cfg.ProducerLinger), kgo.MaxBufferedRecords(cfg.MaxInFlight)}
-}
-
-// pprofHandler serves the runtime profiles. It is only mounted on its own loopback listener
-// (VIGIL_INGEST_PPROF_ADDR), never on the API's, so profiling stays opt-in and off the network.
-func pprofHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }
 
 type deps struct {
