@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
+	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
@@ -69,6 +70,11 @@ func loadConfig(e *config.Env) (Config, error) {
 	}
 	if c.SessionTTL < time.Minute {
 		e.Fail("VIGIL_ALERTING_SESSION_TTL", "must be at least 1m")
+	}
+	if c.DebugAddr != "" {
+		if err := httpserver.CheckDebugAddr(c.DebugAddr); err != nil {
+			e.Fail("VIGIL_ALERTING_DEBUG_ADDR", "%v", err)
+		}
 	}
 	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)

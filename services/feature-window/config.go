@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
+	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/redisclient"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
@@ -75,6 +76,11 @@ func loadConfig(e *config.Env) (Config, error) {
 	}
 	if c.Features.AllowedLateness < 0 {
 		e.Fail("VIGIL_FEATURE_WINDOW_ALLOWED_LATENESS", "must not be negative")
+	}
+	if c.DebugAddr != "" {
+		if err := httpserver.CheckDebugAddr(c.DebugAddr); err != nil {
+			e.Fail("VIGIL_FEATURE_WINDOW_DEBUG_ADDR", "%v", err)
+		}
 	}
 	if err := e.Err(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)

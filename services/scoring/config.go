@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-fraud/vigil/libs/config"
+	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
 	"github.com/vigil-fraud/vigil/libs/redisclient"
@@ -101,6 +102,11 @@ func loadConfig(e *config.Env) (Config, error) {
 		"VIGIL_SCORING_MODEL_BUDGET": c.ModelBudget, "VIGIL_SCORING_WINDOWS_BUDGET": c.WindowsBudget} {
 		if d <= 0 {
 			e.Fail(name, "must be a positive duration, got %s", d)
+		}
+	}
+	if c.DebugAddr != "" {
+		if err := httpserver.CheckDebugAddr(c.DebugAddr); err != nil {
+			e.Fail("VIGIL_SCORING_DEBUG_ADDR", "%v", err)
 		}
 	}
 	if err := e.Err(); err != nil {
