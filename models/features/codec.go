@@ -8,7 +8,7 @@ import (
 )
 
 // accountCodecVersion is the first byte of an encoded Account; bump it when the layout changes.
-const accountCodecVersion = 1
+const accountCodecVersion = 2
 
 // MarshalBinary encodes a compactly (varints, tiles as deltas of their index): the value the
 // feature-window service checkpoints to Redis. Map entries are sorted, so equal states encode
@@ -26,7 +26,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	for i := range a.Windows {
 		b = appendTiles(b, a.Windows[i], i == zWindow)
 	}
-	for _, r := range []recent{a.Merchants, a.Terminals, a.Countries} {
+	for _, r := range []recent{a.Merchants, a.Terminals, a.Countries, a.TxIDs} {
 		b = appendRecent(b, r)
 	}
 	cards := make([]string, 0, len(a.Cards))
@@ -168,7 +168,7 @@ func (a *Account) UnmarshalBinary(b []byte) error {
 	for i := range a.Windows {
 		a.Windows[i] = d.tiles(i == zWindow)
 	}
-	a.Merchants, a.Terminals, a.Countries = d.recent(), d.recent(), d.recent()
+	a.Merchants, a.Terminals, a.Countries, a.TxIDs = d.recent(), d.recent(), d.recent(), d.recent()
 	if n := d.len(); n > 0 {
 		a.Cards = make(map[string]*[2]tiles, n)
 		for range n {

@@ -3,6 +3,7 @@ package features
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -206,7 +207,7 @@ func TestPruningKeepsWhatLaterEventsRead(t *testing.T) {
 	o := NewOffline()
 	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
 	for i := range 200 {
-		o.Next(ev("x", "a", t0.Add(time.Duration(i)*7*time.Minute), 100))
+		o.Next(ev(fmt.Sprint("x", i), "a", t0.Add(time.Duration(i)*7*time.Minute), 100))
 	}
 	if n := len(o.accounts["a"].Windows[0]); n > 10+int(DefaultConfig().AllowedLateness/time.Minute)+1 {
 		t.Errorf("10m tiles not pruned: %d tiles", n)
@@ -290,5 +291,41 @@ func TestZScore(t *testing.T) {
 	v := o.Next(ev("3", "a", t0.Add(2*time.Hour), 4000)) // mean 20, sd 10
 	if got := val(v, "account_amount_zscore_30d"); got != 2 {
 		t.Errorf("zscore = %v, want 2", got)
+	}
+}
+
+// TestDuplicateTransactionIsNotCountedTwice: a transaction sent again (a client retry after a
+// 503 whose record was written anyway) is recognised by its id, within the dedup window and
+// bound, and changes nothing.
+func TestDuplicateTransactionIsNotCountedTwice(t *testing.T) {
+	t.Parallel()
+	o := NewOffline()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	first := o.Next(ev("t1", "a", t0, 100))
+	if first == nil || o.Next(ev("t1", "a", t0, 100)) != nil {
+		t.Fatal("the second t1 was not recognised as a duplicate")
+	}
+	if v := o.Next(ev("t2", "a", t0.Add(time.Minute), 100)); val(v, "account_count_1h") != 2 {
+		t.Errorf("account_count_1h = %v after a duplicate, want 2", val(v, "account_count_1h"))
+	}
+	if o.Next(ev("t1", "b", t0, 100)) == nil {
+		t.Error("the same id on another account is another transaction")
+	}
+	// Beyond the window (by the account's newest event) and beyond the bound, ids are forgotten.
+	o.Next(ev("t3", "a", t0.Add(DedupWindow+time.Hour), 100))
+	if o.Next(ev("t1", "a", t0.Add(DedupWindow+2*time.Hour), 100)) == nil {
+		t.Error("t1 is older than the dedup window and should count again")
+	}
+	for i := range MaxDedupIDs + 10 {
+		o.Next(ev(fmt.Sprint("many", i), "c", t0.Add(time.Duration(i)*time.Second), 100))
+	}
+	if n := len(o.accounts["c"].TxIDs); n != MaxDedupIDs {
+		t.Errorf("%d ids remembered, want the bound %d", n, MaxDedupIDs)
+	}
+	if o.Next(ev("many0", "c", t0, 100)) == nil {
+		t.Error("the oldest id beyond the bound should be forgotten")
+	}
+	if o.Duplicates != 1 {
+		t.Errorf("Duplicates = %d, want 1", o.Duplicates)
 	}
 }

@@ -8,8 +8,9 @@ type Offline struct {
 	cfg      Config
 	accounts map[string]*Account
 	shared   *MemShared
-	// Late counts events that were too late to update the windows.
-	Late int
+	// Late counts events that were too late to update the windows; Duplicates the events
+	// whose transaction id the account had already seen.
+	Late, Duplicates int
 }
 
 // NewOffline returns an empty history with DefaultConfig.
@@ -25,12 +26,17 @@ func NewOfflineConfig(cfg Config) *Offline {
 func (o *Offline) AddLabel(l Label) { o.shared.AddLabel(o.cfg, l) }
 
 // Next adds ev to the history and returns its feature vector, computed from ev and everything
-// before it.
+// before it; nil for a duplicate (a transaction id the account has already seen), which the
+// stream does not emit.
 func (o *Offline) Next(ev Event) []float64 {
 	a := o.accounts[ev.AccountID]
 	if a == nil {
 		a = &Account{}
 		o.accounts[ev.AccountID] = a
+	}
+	if Duplicate(a, ev) {
+		o.Duplicates++
+		return nil
 	}
 	v := Compute(o.cfg, a, o.shared, ev)
 	if Apply(o.cfg, a, o.shared, ev) {

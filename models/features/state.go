@@ -104,7 +104,17 @@ type Account struct {
 	Terminals recent
 	Countries recent
 	Cards     map[string]*[2]tiles // card token → windows of cardWindows
+	// TxIDs holds the transaction ids applied (or found late) within DedupWindow of the newest
+	// one, at most MaxDedupIDs: a transaction a client sent again (after a 503 whose record was
+	// written anyway) is recognised and not counted twice.
+	TxIDs recent
 }
+
+// DedupWindow and MaxDedupIDs bound Account.TxIDs.
+const (
+	DedupWindow = 24 * time.Hour
+	MaxDedupIDs = 256
+)
 
 // window is a tiled window: n tiles of tile length, ending with the event's tile.
 type window struct {
@@ -240,8 +250,49 @@ func Late(cfg Config, a *Account, ev Event) bool {
 	return a.HasLast && a.Last > ev.EventTime.UnixMilli()+cfg.AllowedLateness.Milliseconds()
 }
 
-// Apply folds ev into a and sh unless it is late, and reports whether it was.
+// Duplicate reports whether ev's transaction id is one a has already seen (see
+// Account.TxIDs): such an event must be neither applied nor emitted again.
+func Duplicate(a *Account, ev Event) bool {
+	_, ok := a.TxIDs[ev.TransactionID]
+	return ok && ev.TransactionID != ""
+}
+
+// rememberTx records ev's transaction id, forgetting ids older than DedupWindow before the
+// newest and, beyond MaxDedupIDs, the oldest.
+func rememberTx(a *Account, ev Event) {
+	if ev.TransactionID == "" {
+		return
+	}
+	if a.TxIDs == nil {
+		a.TxIDs = recent{}
+	}
+	ms := ev.EventTime.UnixMilli()
+	a.TxIDs[ev.TransactionID] = ms
+	newest := ms
+	if a.HasLast {
+		newest = max(newest, a.Last)
+	}
+	below := newest - DedupWindow.Milliseconds()
+	for id, at := range a.TxIDs {
+		if at < below {
+			delete(a.TxIDs, id)
+		}
+	}
+	for len(a.TxIDs) > MaxDedupIDs {
+		oldID, oldAt := "", int64(0)
+		for id, at := range a.TxIDs {
+			if oldID == "" || at < oldAt || (at == oldAt && id < oldID) {
+				oldID, oldAt = id, at
+			}
+		}
+		delete(a.TxIDs, oldID)
+	}
+}
+
+// Apply folds ev into a and sh unless it is late, and reports whether it was. Its transaction
+// id is remembered either way (Duplicate).
 func Apply(cfg Config, a *Account, sh Shared, ev Event) (late bool) {
+	rememberTx(a, ev)
 	if Late(cfg, a, ev) {
 		return true
 	}

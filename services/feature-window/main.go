@@ -159,6 +159,7 @@ func registerStats(reg prometheus.Registerer, pipe *pipeline.Pipeline, a *labels
 		counter("checkpoint_conflicts_total", "Checkpoints refused because another instance moved the partition's checkpoint (rebalance, zombie, rebuild).", pipe.Stats.Conflicts.Load),
 		counter("checkpoint_errors_total", "Checkpoints that failed (Redis unavailable); the partition is caught up from tx.v1.", pipe.Stats.FlushErrors.Load),
 		counter("dead_letters_total", "tx.v1 records sent to the dead-letter topic.", pipe.Stats.DeadLetters.Load),
+		counter("duplicates_total", "tx.v1 records whose transaction id the account had already seen (a client retry after a 503 whose record was written): dropped.", pipe.Stats.Duplicates.Load),
 		counter("labels_applied_total", "Labels applied to the terminal windows.", a.Stats.Applied.Load),
 		counter("labels_duplicate_total", "Labels of already labelled transactions, ignored.", a.Stats.Duplicates.Load),
 		counter("redis_round_trips_total", "Redis round trips of the window store (a read and a checkpoint per poll).", roundTrips),

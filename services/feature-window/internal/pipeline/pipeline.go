@@ -56,6 +56,7 @@ type Stats struct {
 	CaughtUp     atomic.Int64 // committed records folded into the windows again after a crash, rebalance or lost Redis state
 	Stale        atomic.Int64 // records already in Redis when processed (should stay 0): features from later state
 	DeadLetters  atomic.Int64
+	Duplicates   atomic.Int64 // transactions whose id the account had already seen: not applied, not emitted
 	Flushes      atomic.Int64 // partition checkpoints written
 	Conflicts    atomic.Int64 // checkpoints refused because another writer moved them
 	FlushErrors  atomic.Int64 // checkpoints that failed otherwise (Redis down): caught up later
@@ -287,6 +288,20 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			part.accounts[it.ev.AccountID] = a
 		}
 		v.part = part
+		if features.Duplicate(a, it.ev) {
+			// The same transaction again (a client retry after a 503 whose record was
+			// written anyway): its first occurrence was emitted; this one changes nothing.
+			p.Stats.Duplicates.Add(1)
+			p.log.WarnContext(it.ctx, "duplicate transaction dropped", "transaction_id", it.ev.TransactionID,
+				"partition", it.rec.Partition, "offset", it.rec.Offset)
+			if it.span.IsRecording() {
+				it.span.SetAttributes(attribute.Bool("vigil.duplicate", true))
+			}
+			if it.rec.Offset >= part.next {
+				part.next = it.rec.Offset + 1
+			}
+			continue
+		}
 		vec := features.Compute(p.cfg, a, v, it.ev)
 		late := features.Late(p.cfg, a, it.ev)
 		if it.rec.Offset < part.next {
@@ -425,8 +440,10 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 		}
 		rec := &view{p: p, part: part, record: true}
 		for _, ev := range batch {
-			features.Apply(p.cfg, part.accounts[ev.AccountID], rec, ev)
-			part.dirty[ev.AccountID] = true
+			if a := part.accounts[ev.AccountID]; !features.Duplicate(a, ev) {
+				features.Apply(p.cfg, a, rec, ev)
+				part.dirty[ev.AccountID] = true
+			}
 		}
 		p.Stats.CaughtUp.Add(int64(len(batch)))
 		batch = batch[:0]
