@@ -102,8 +102,8 @@ func (l *LagSampler) Sample(ctx context.Context) (LagSample, error) {
 
 // DecisionRow is one decision of the run as the checker and the reports need it.
 type DecisionRow struct {
-	TransactionID, DecisionID, Action string
-	ReceivedAt, PersistedAt           time.Time
+	TransactionID, DecisionID, Action  string
+	ReceivedAt, DecidedAt, PersistedAt time.Time
 }
 
 // LikePattern matches the stored ids of a run prefix ("source:prefix-N").
@@ -147,7 +147,7 @@ func WaitDecisions(ctx context.Context, pool *pgxpool.Pool, prefix string, want 
 
 // LoadDecisions reads the run's decisions.
 func LoadDecisions(ctx context.Context, pool *pgxpool.Pool, prefix string) ([]DecisionRow, error) {
-	rows, err := pool.Query(ctx, `SELECT transaction_id, decision_id, action, received_at, persisted_at
+	rows, err := pool.Query(ctx, `SELECT transaction_id, decision_id, action, received_at, decided_at, persisted_at
 		FROM decisions WHERE transaction_id LIKE $1`, LikePattern(prefix))
 	if err != nil {
 		return nil, fmt.Errorf("load decisions: %w", err)
@@ -156,7 +156,7 @@ func LoadDecisions(ctx context.Context, pool *pgxpool.Pool, prefix string) ([]De
 	var out []DecisionRow
 	for rows.Next() {
 		var r DecisionRow
-		if err := rows.Scan(&r.TransactionID, &r.DecisionID, &r.Action, &r.ReceivedAt, &r.PersistedAt); err != nil {
+		if err := rows.Scan(&r.TransactionID, &r.DecisionID, &r.Action, &r.ReceivedAt, &r.DecidedAt, &r.PersistedAt); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -13,29 +13,34 @@ import (
 
 // PhaseResult is one open-loop phase after its decisions have been collected.
 type PhaseResult struct {
-	Prefix        string              `json:"prefix"`
-	Warmup        bool                `json:"warmup,omitempty"` // not part of the headline or find-max
-	Plan          Plan                `json:"plan"`
-	OfferedRate   float64             `json:"offered_tx_per_s"`
-	Sent          int                 `json:"sent"`
-	Acked         int                 `json:"acked"`
-	AckedRate     float64             `json:"acked_tx_per_s"`
-	Decided       int                 `json:"decided"`
-	E2ERate       float64             `json:"end_to_end_tx_per_s"` // decisions persisted per second, first receipt → last persist
-	ByStatus      map[string]int      `json:"by_status"`
-	ErrorSamples  map[string][]string `json:"error_samples,omitempty"`
-	Ack           Summary             `json:"ack_latency"`              // intended send → HTTP answer
-	E2E           Summary             `json:"end_to_end_latency"`       // ingest receipt → decision row
-	E2EFromSend   Summary             `json:"send_to_decision_latency"` // intended send → decision row
-	DriverLagging int                 `json:"driver_late_arrivals"`
-	LagGrowing    bool                `json:"lag_growing"`
-	Sustainable   bool                `json:"sustainable"` // keeps up and meets the SLO
-	KeepsUp       bool                `json:"keeps_up"`    // every ack decided in time, lag not growing, generator on time
-	Why           string              `json:"why,omitempty"`
-	StartSec      float64             `json:"start_s"` // on the lag sampler's clock
-	EndSec        float64             `json:"end_s"`
-	AckSeries     []Point             `json:"ack_series"`
-	E2ESeries     []Point             `json:"e2e_series"`
+	Prefix       string              `json:"prefix"`
+	Warmup       bool                `json:"warmup,omitempty"` // not part of the headline or find-max
+	Plan         Plan                `json:"plan"`
+	OfferedRate  float64             `json:"offered_tx_per_s"`
+	Sent         int                 `json:"sent"`
+	Acked        int                 `json:"acked"`
+	AckedRate    float64             `json:"acked_tx_per_s"`
+	Decided      int                 `json:"decided"`
+	E2ERate      float64             `json:"end_to_end_tx_per_s"` // decisions persisted per second, first receipt → last persist
+	ByStatus     map[string]int      `json:"by_status"`
+	ErrorSamples map[string][]string `json:"error_samples,omitempty"`
+	Ack          Summary             `json:"ack_latency"`              // intended send → HTTP answer
+	E2E          Summary             `json:"end_to_end_latency"`       // ingest receipt → decision row
+	E2EFromSend  Summary             `json:"send_to_decision_latency"` // intended send → decision row
+	// The end-to-end latency in two stages: ingest receipt → scoring's decision (ingest publish,
+	// feature-window and scoring, two exactly-once hops) and decision → row (the decision's
+	// transaction commit and the sink).
+	ToDecision    Summary `json:"receipt_to_decision_latency"`
+	ToRow         Summary `json:"decision_to_row_latency"`
+	DriverLagging int     `json:"driver_late_arrivals"`
+	LagGrowing    bool    `json:"lag_growing"`
+	Sustainable   bool    `json:"sustainable"` // keeps up and meets the SLO
+	KeepsUp       bool    `json:"keeps_up"`    // every ack decided in time, lag not growing, generator on time
+	Why           string  `json:"why,omitempty"`
+	StartSec      float64 `json:"start_s"` // on the lag sampler's clock
+	EndSec        float64 `json:"end_s"`
+	AckSeries     []Point `json:"ack_series"`
+	E2ESeries     []Point `json:"e2e_series"`
 
 	load *LoadResult
 	rows []DecisionRow
@@ -100,11 +105,13 @@ func (r *Runner) Phase(ctx context.Context, cfg PhaseConfig) (*PhaseResult, erro
 	for _, s := range load.Records {
 		intended[s.StoredID] = s.Intended
 	}
-	e2e, fromSend := NewHistogram(), NewHistogram()
+	e2e, fromSend, toDecision, toRow := NewHistogram(), NewHistogram(), NewHistogram(), NewHistogram()
 	series := NewSeries(load.Start)
 	var first, last time.Time
 	for _, d := range rows {
 		e2e.Record(d.PersistedAt.Sub(d.ReceivedAt))
+		toDecision.Record(d.DecidedAt.Sub(d.ReceivedAt))
+		toRow.Record(d.PersistedAt.Sub(d.DecidedAt))
 		if at, ok := intended[d.TransactionID]; ok {
 			fromSend.Record(d.PersistedAt.Sub(at))
 			series.Record(at, d.PersistedAt.Sub(d.ReceivedAt))
@@ -117,6 +124,7 @@ func (r *Runner) Phase(ctx context.Context, cfg PhaseConfig) (*PhaseResult, erro
 		}
 	}
 	p.E2E, p.E2ESeries, p.E2EFromSend = e2e.Summary(), series.Points(), fromSend.Summary()
+	p.ToDecision, p.ToRow = toDecision.Summary(), toRow.Summary()
 	if len(rows) > 1 {
 		p.E2ERate = float64(len(rows)) / last.Sub(first).Seconds()
 	}
