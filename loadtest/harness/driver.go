@@ -23,6 +23,10 @@ type Target struct {
 	Idempotency bool // send Idempotency-Key (the client id) with every request
 	MaxInFlight int  // requests outstanding at once; arrivals beyond are counted as not sent
 	Client      *http.Client
+	// Batch, when ≥ 2, sends arrivals in batches of this many to /v1/transactions:batch
+	// (DriveBatched), or after BatchWait for the oldest waiting one.
+	Batch     int
+	BatchWait time.Duration
 }
 
 // Sent is what happened to one arrival.

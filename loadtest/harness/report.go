@@ -171,6 +171,11 @@ func (r *Results) Markdown() string {
 	if sim, ok := r.Settings["sim"].(string); ok {
 		fmt.Fprintf(&sb, "Workload: Handbook simulator, %s.\n", sim)
 	}
+	if b, ok := r.Settings["batch"].(int); ok && b > 1 {
+		fmt.Fprintf(&sb, "Requests: batches of up to %d transactions to `/v1/transactions:batch`, sent when full or after %v (a micro-batching payment system); ack latency runs from each transaction's own arrival time.\n", b, r.Settings["batch_wait"])
+	} else {
+		sb.WriteString("Requests: one `POST /v1/transactions` per transaction.\n")
+	}
 	sb.WriteString("\n")
 	sb.WriteString("### Headline vs raw baselines (same run, same message size)\n\n| number | value | baseline | baseline value | ratio |\n|---|---:|---|---:|---:|\n")
 	for _, h := range r.Headline {

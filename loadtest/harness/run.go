@@ -75,7 +75,11 @@ func (r *Runner) Phase(ctx context.Context, cfg PhaseConfig) (*PhaseResult, erro
 	arrivals := len(cfg.Plan.Arrivals(cfg.Count))
 	p.OfferedRate = float64(arrivals) / cfg.Plan.Duration().Seconds()
 	r.Log.Info("phase", "prefix", prefix, "plan", fmt.Sprint(cfg.Plan), "arrivals", arrivals)
-	load, err := Drive(ctx, r.Target, r.Work, r.next, prefix, cfg.Plan, cfg.Count)
+	drive := Drive
+	if r.Target.Batch > 1 {
+		drive = DriveBatched
+	}
+	load, err := drive(ctx, r.Target, r.Work, r.next, prefix, cfg.Plan, cfg.Count)
 	if load != nil {
 		r.next += len(load.Records)
 	}

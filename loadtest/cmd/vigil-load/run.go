@@ -28,7 +28,8 @@ type options struct {
 	warmup                        time.Duration
 	timeout                       time.Duration
 	count, keys, partitions       int
-	baselineN                     int
+	baselineN, batch              int
+	batchWait                     time.Duration
 	customers, terminals          int
 	simDays, skipDays             int
 	seed                          uint64
@@ -61,6 +62,8 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.count, "count", 0, "send at most this many transactions per phase (0: as the plan says)")
 	fs.IntVar(&o.keys, "keys", 4, "API keys (one source each) the load is spread over")
 	fs.BoolVar(&o.idem, "idempotency", false, "send an Idempotency-Key with every request")
+	fs.IntVar(&o.batch, "batch", 1, "post arrivals in batches of this many to /v1/transactions:batch (1: one request per transaction)")
+	fs.DurationVar(&o.batchWait, "batch-wait", 5*time.Millisecond, "with --batch: post a partial batch once its oldest arrival waited this long")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the fresh topics")
 	fs.DurationVar(&o.drain, "drain", 90*time.Second, "wait at most this long for the decisions after a phase")
 	fs.DurationVar(&o.slo, "slo", 100*time.Millisecond, "p99 end-to-end objective (find-max stops above it)")
@@ -208,8 +211,9 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	go func() { lag.Run(lctx); close(lagDone) }()
 
 	runner := &harness.Runner{
-		Target: harness.Target{URL: stack.IngestURL, Keys: stack.Keys, Idempotency: o.idem, Client: harness.NewClient()},
-		Work:   work, Pool: pool, Lag: lag, RunID: runID, Log: log,
+		Target: harness.Target{URL: stack.IngestURL, Keys: stack.Keys, Idempotency: o.idem, Client: harness.NewClient(),
+			Batch: o.batch, BatchWait: o.batchWait},
+		Work: work, Pool: pool, Lag: lag, RunID: runID, Log: log,
 	}
 	serverErrors := 0
 	var runErr error
@@ -305,6 +309,7 @@ makes the run exit non-zero. Results, plots and service logs land in loadtest/re
 
 func settings(o options) map[string]any {
 	return map[string]any{"rate": o.rate, "duration": o.duration.String(), "count": o.count, "keys": o.keys, "idempotency": o.idem,
+		"batch": o.batch, "batch_wait": o.batchWait.String(),
 		"partitions": o.partitions, "external": o.external, "find_max": o.findMax, "slo": o.slo.String(),
 		"find":        fmt.Sprintf("%g×%g..%g, %s each", o.findStart, o.findFactor, o.findTo, o.step),
 		"sim":         fmt.Sprintf("%d customers, %d terminals, seed %d, skip %d days", o.customers, o.terminals, o.seed, o.skipDays),
