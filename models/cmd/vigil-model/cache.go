@@ -17,8 +17,10 @@ import (
 // Feature rows cost ~0.2 ms each to compute (the stream's plans run against an in-memory
 // store), minutes for the Handbook's data set, so train, evaluate and score share them through
 // a cache file next to the data: <data>.<schema hash>.d<delay>.features. It is keyed by the
-// data file's size and modification time, the schema hash and the delay, and holds the first
-// rows of the file in order; a command needing more rows recomputes and rewrites it.
+// data file's size and modification time, the schema hash and the delay. A miss computes every
+// row of the file, not only the rows the command needs: a row's features depend only on the
+// rows before it, so the extra rows cost time once and spare the next command (evaluate after
+// train, score of a later window) a full recomputation.
 
 const cacheMagic = "vigil-features-1"
 
@@ -39,7 +41,8 @@ func keyOf(data string, delayDays int) (cacheKey, error) {
 	return cacheKey{size: st.Size(), mtime: st.ModTime().UnixNano(), delayDays: delayDays}, nil
 }
 
-// cachedFeatures returns feature rows for rows[0:upTo], from the cache when it has them.
+// cachedFeatures returns feature rows for rows[0:upTo], from the cache when it has them; on a
+// miss it computes and caches all of rows.
 func cachedFeatures(data string, rows []dataset.Row, upTo, delayDays int, stderr io.Writer) ([][]float64, error) {
 	key, err := keyOf(data, delayDays)
 	if err != nil {
@@ -51,13 +54,13 @@ func cachedFeatures(data string, rows []dataset.Row, upTo, delayDays int, stderr
 		return X, nil
 	}
 	t0 := time.Now()
-	X := computeFeatures(rows, upTo, delayDays, stderr)
-	fmt.Fprintf(stderr, "features: %d rows in %.1fs\n", upTo, time.Since(t0).Seconds())
+	X := computeFeatures(rows, len(rows), delayDays, stderr)
+	fmt.Fprintf(stderr, "features: %d rows in %.1fs\n", len(rows), time.Since(t0).Seconds())
 	if err := writeCache(path, key, X); err != nil {
 		fmt.Fprintf(stderr, "features: not cached: %v\n", err)
 		os.Remove(path)
 	}
-	return X, nil
+	return X[:upTo:upTo], nil
 }
 
 func readCache(path string, key cacheKey, upTo int) ([][]float64, error) {

@@ -4,8 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/vigil-fraud/vigil/models/dataset"
 	"github.com/vigil-fraud/vigil/models/features"
 )
 
@@ -44,5 +47,41 @@ func TestFeatureCache(t *testing.T) {
 	os.WriteFile(path, []byte("garbage"), 0o644)
 	if _, err := readCache(path, key, 1); err == nil {
 		t.Error("garbage accepted")
+	}
+}
+
+// A miss caches every row of the file, so a later command that needs more rows than the first
+// one (evaluate after train) reads them instead of recomputing the history.
+func TestCachedFeaturesCoverTheWholeFile(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data.csv")
+	csv := "TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD\n" +
+		"0,2018-04-01 10:00:00,1,7,10.00,0\n" +
+		"1,2018-04-01 11:00:00,1,7,250.00,1\n" +
+		"2,2018-04-02 09:00:00,2,7,20.00,0\n" +
+		"3,2018-04-09 12:00:00,1,7,30.00,0\n" +
+		"4,2018-04-10 12:00:00,2,8,40.00,0\n"
+	if err := os.WriteFile(data, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := dataset.ReadCSV(strings.NewReader(csv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dataset.Features(rows, len(rows), 7*24*time.Hour, nil)
+
+	var first, second strings.Builder
+	X, err := cachedFeatures(data, rows, 2, 7, &first)
+	if err != nil || len(X) != 2 || strings.Contains(first.String(), "from cache") {
+		t.Fatalf("first call: %d rows, %v, %q", len(X), err, first.String())
+	}
+	X, err = cachedFeatures(data, rows, len(rows), 7, &second)
+	if err != nil || !strings.Contains(second.String(), "from cache") {
+		t.Fatalf("second call recomputed: %v, %q", err, second.String())
+	}
+	for i := range want {
+		if !slices.Equal(X[i], want[i]) {
+			t.Errorf("row %d: cached %v, computed %v", i, X[i], want[i])
+		}
 	}
 }

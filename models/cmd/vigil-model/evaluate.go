@@ -27,6 +27,10 @@ type foldResult struct {
 	CPk        float64            `json:"card_precision_at_k"`
 	Budget     model.BudgetResult `json:"at_budget"`
 	Model      string             `json:"model"`
+	// Simulated data only (TX_FRAUD_SCENARIO): AUC per kind of fraud, and the best score any
+	// model can reach under the label delay.
+	Scenarios []groupResult  `json:"scenarios,omitempty"`
+	Ceiling   *ceilingResult `json:"ceiling,omitempty"`
 }
 
 type summary struct {
@@ -103,6 +107,10 @@ func cmdEvaluate(_ context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
+	var compromised []time.Time
+	if hasScenarios(rows) {
+		compromised = compromiseStart(rows, len(X))
+	}
 	sum := summary{Kind: a.Kind, K: *k, Budget: *budget, Handbook: handbookRef[a.Kind]}
 	for f := range *folds {
 		ts := testStart.AddDate(0, 0, -f**testDays)
@@ -114,11 +122,17 @@ func cmdEvaluate(_ context.Context, args []string, stdout, stderr io.Writer) err
 				return fmt.Errorf("fold %d: %w", f+1, err)
 			}
 		}
-		res, scores, y, err := evalFold(rows, X, m, trainStart, h, *testDays, *k, *budget)
+		res, scores, y, err := evalFold(rows, X, m, trainStart, h, *testDays, *k, *budget, compromised)
 		if err != nil {
 			return fmt.Errorf("fold %d: %w", f+1, err)
 		}
 		fmt.Fprintf(stderr, "fold %d: AUC %.4f AP %.4f CP@%d %.4f (%d rows, %d frauds)\n", f+1, res.AUC, res.AP, *k, res.CPk, res.Rows, res.Frauds)
+		if c := res.Ceiling; c != nil {
+			fmt.Fprintf(stderr, "fold %d: ceiling under the %d-day label delay: AUC %.4f AP %.4f CP@%d %.4f\n", f+1, h.delayDays, c.AUC, c.AP, *k, c.CPk)
+			for _, g := range res.Scenarios {
+				fmt.Fprintf(stderr, "fold %d:   scenario %-47s %3d frauds (%4.1f%%) AUC %.4f\n", f+1, g.Group, g.Frauds, 100*g.Share, g.AUC)
+			}
+		}
 		sum.Folds = append(sum.Folds, res)
 		if f == 0 && *plots != "" {
 			if err := writePlots(*plots, scores, y); err != nil {
@@ -165,7 +179,9 @@ func hyperFrom(a *model.Artifact) hyper {
 	return h
 }
 
-func evalFold(rows []dataset.Row, X [][]float64, a *model.Artifact, trainStart time.Time, h hyper, testDays, k, budget int) (foldResult, []float64, []float64, error) {
+// evalFold scores the fold's test set; start (compromiseStart, nil for data without
+// scenarios) adds the per-scenario breakdown and the ceiling.
+func evalFold(rows []dataset.Row, X [][]float64, a *model.Artifact, trainStart time.Time, h hyper, testDays, k, budget int, start []time.Time) (foldResult, []float64, []float64, error) {
 	split := dataset.HandbookSplit(rows, trainStart, h.trainDays, h.delayDays, testDays)
 	if len(split.Test) == 0 {
 		return foldResult{}, nil, nil, flagErr("test-start", "no test transactions from %s", split.TestStart.Format(time.DateOnly))
@@ -189,13 +205,20 @@ func evalFold(rows []dataset.Row, X [][]float64, a *model.Artifact, trainStart t
 			frauds++
 		}
 	}
-	return foldResult{
+	res := foldResult{
 		TrainStart: trainStart.Format(time.DateOnly), TestStart: split.TestStart.Format(time.DateOnly), TestDays: testDays,
 		Rows: len(split.Test), Frauds: frauds,
 		AUC: model.AUC(scores, y), AP: model.AveragePrecision(scores, y),
 		CPk:    model.CardPrecisionAtK(scores, y, cards, days, k),
 		Budget: model.AtBudget(scores, y, days, budget), Model: a.Version,
-	}, scores, y, nil
+	}
+	if start != nil {
+		delay := time.Duration(h.delayDays) * 24 * time.Hour
+		res.Scenarios = breakdown(rows, start, split.Test, scores, delay)
+		c := ceiling(rows, start, split.Test, split.TestStart, delay, k)
+		res.Ceiling = &c
+	}
+	return res, scores, y, nil
 }
 
 func meanStd(folds []foldResult, k int) (mean, std map[string]float64) {
@@ -205,6 +228,11 @@ func meanStd(folds []foldResult, k int) (mean, std map[string]float64) {
 		cp:                 func(f foldResult) float64 { return f.CPk },
 		"budget_precision": func(f foldResult) float64 { return f.Budget.Precision },
 		"budget_recall":    func(f foldResult) float64 { return f.Budget.Recall },
+	}
+	if len(folds) > 0 && folds[0].Ceiling != nil {
+		get["ceiling_auc"] = func(f foldResult) float64 { return f.Ceiling.AUC }
+		get["ceiling_ap"] = func(f foldResult) float64 { return f.Ceiling.AP }
+		get["ceiling_"+cp] = func(f foldResult) float64 { return f.Ceiling.CPk }
 	}
 	mean, std = map[string]float64{}, map[string]float64{}
 	n := float64(len(folds))
