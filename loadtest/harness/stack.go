@@ -42,7 +42,9 @@ type Stack struct {
 	PGConsumers []string // sinks keeping offsets in Postgres' kafka_offsets (decision sink, alerting)
 	Keys        []APIKey
 	RedisPrefix string
-	stop        []func()
+	// DebugAddrs holds each service's loopback pprof address when StackConfig.Profile is set.
+	DebugAddrs map[string]string
+	stop       []func()
 }
 
 // Close stops the services (SIGTERM, reverse start order) and removes topics and database.
@@ -63,6 +65,7 @@ type StackConfig struct {
 	Keep        bool   // keep topics and database after Close (for inspection)
 	ExtraEnv    []string
 	MaxEventAge time.Duration
+	Profile     bool // serve each service's /debug/pprof on a loopback port (Stack.DebugAddrs)
 }
 
 func randomHex(n int) string {
@@ -130,6 +133,16 @@ func StartStack(ctx context.Context, in Infra, cfg StackConfig, log *slog.Logger
 	for _, n := range []string{"ingest", "feature-window", "scoring", "alerting"} {
 		if addr[n], err = freeAddr(); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.Profile {
+		s.DebugAddrs = map[string]string{}
+		for _, n := range []string{"ingest", "feature-window", "scoring", "alerting"} {
+			if s.DebugAddrs[n], err = freeAddr(); err != nil {
+				return nil, err
+			}
+			// Each service reads only its own VIGIL_<SERVICE>_DEBUG_ADDR.
+			common = append(common, "VIGIL_"+strings.ToUpper(strings.ReplaceAll(n, "-", "_"))+"_DEBUG_ADDR="+s.DebugAddrs[n])
 		}
 	}
 	maxAge := cfg.MaxEventAge

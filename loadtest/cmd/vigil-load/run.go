@@ -29,7 +29,7 @@ type options struct {
 	timeout                       time.Duration
 	count, keys, partitions       int
 	baselineN, batch              int
-	batchWait                     time.Duration
+	batchWait, profile            time.Duration
 	customers, terminals          int
 	simDays, skipDays             int
 	seed                          uint64
@@ -62,6 +62,7 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.count, "count", 0, "send at most this many transactions per phase (0: as the plan says)")
 	fs.IntVar(&o.keys, "keys", 4, "API keys (one source each) the load is spread over")
 	fs.BoolVar(&o.idem, "idempotency", false, "send an Idempotency-Key with every request")
+	fs.DurationVar(&o.profile, "profile", 0, "take CPU and allocation profiles of every service for this long in each phase (into <results>/pprof/; 0: off)")
 	fs.IntVar(&o.batch, "batch", 1, "post arrivals in batches of this many to /v1/transactions:batch (1: one request per transaction)")
 	fs.DurationVar(&o.batchWait, "batch-wait", 5*time.Millisecond, "with --batch: post a partial batch once its oldest arrival waited this long")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the fresh topics")
@@ -187,6 +188,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	} else {
 		stack, err = harness.StartStack(ctx, infra, harness.StackConfig{
 			BinDir: o.bin, Run: strings.ToLower("vl-" + runID), Partitions: o.partitions, Keys: o.keys, LogDir: dir, Keep: o.keep,
+			Profile:  o.profile > 0,
 			ExtraEnv: o.serviceEnv, MaxEventAge: work.Span() + 48*time.Hour,
 		}, log)
 		if err != nil {
@@ -226,8 +228,29 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 			serverErrors += p.ServerErrors()
 		}
 	}
-	for _, plan := range plans {
+	for i, plan := range plans {
+		profiled := make(chan struct{})
+		if o.profile > 0 && stack.DebugAddrs != nil {
+			// CPU and allocation profiles of every service under this phase's load, taken
+			// after a short ramp; bounded by the phase's length.
+			pdir := filepath.Join(dir, "pprof", fmt.Sprintf("%d-%.0ftxs", i+1, plan[len(plan)-1].Rate))
+			d := min(o.profile, plan.Duration()-3*time.Second)
+			go func() {
+				defer close(profiled)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(2 * time.Second):
+				}
+				if err := harness.Profile(ctx, stack.DebugAddrs, max(d, time.Second), pdir); err != nil {
+					log.Warn("profiles not taken", "err", err)
+				}
+			}()
+		} else {
+			close(profiled)
+		}
 		p, err := runner.Phase(ctx, harness.PhaseConfig{Plan: plan, Count: o.count, Drain: o.drain, SLO: o.slo, MaxLateFrac: 0.01})
+		<-profiled
 		if err != nil {
 			runErr = err
 			break
