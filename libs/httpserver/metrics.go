@@ -9,11 +9,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // Instrument returns chi middleware recording request counts and latency by route pattern
-// (never by raw path: ids in paths would explode the series) and a server span per request
+// (never by raw path: ids in paths would explode the series) and, when tracing is set up
+// (telemetry.SetupTracing ran before, installing the SDK provider), a server span per request
 // whose name is the route, continuing a caller's W3C trace context.
 func Instrument(reg prometheus.Registerer, service string) func(http.Handler) http.Handler {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -40,6 +43,11 @@ func Instrument(reg prometheus.Registerer, service string) func(http.Handler) ht
 			requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
 			latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 		})
+		// Without an SDK tracer provider (tracing not configured) every span would be a no-op:
+		// skip otelhttp's per-request work (propagation, wrappers, attributes) altogether.
+		if _, sdk := otel.GetTracerProvider().(*sdktrace.TracerProvider); !sdk {
+			return counted
+		}
 		// otelhttp names the span again after the handler when r.Pattern is set, and chi sets it
 		// to the full route pattern: name it by the route there too, not by the method alone.
 		return otelhttp.NewHandler(counted, service, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
