@@ -135,7 +135,7 @@ func ReadTopics(ctx context.Context, brokers []string, topics []string, committe
 // LoadTopics decodes the run's topics, read-committed: what any downstream consumer sees.
 func LoadTopics(ctx context.Context, brokers []string, t kafka.Topics) (*TopicData, error) {
 	d := &TopicData{Features: map[string][][]float64{}, Names: map[string]int{}, Decisions: map[string][]string{}, DLQ: map[string]int{}, Undecoded: map[string]int{}}
-	err := ReadTopics(ctx, brokers, t.All(), true, 6*time.Second, func(r *kgo.Record) {
+	err := ReadTopics(ctx, brokers, t.All(), true, 4*time.Second, func(r *kgo.Record) {
 		switch r.Topic {
 		case t.Tx:
 			var m fraudv1.Transaction

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,25 +29,15 @@ var faultKinds = []string{
 	"zombie-feature-window", "zombie-scoring",
 }
 
-// claim is a target a fault holds while it runs, exclusively or shared.
-type claim struct {
-	target string
-	shared bool
-}
-
-// targets are what a fault acts on; faults on one target never overlap. Infrastructure
-// outages hold "infra" exclusively and zombies share it: a zombie frozen while the broker is
-// down holds no open transaction, and two outages at once tell less than one after the
-// other, but the two zombies may overlap.
-func targets(kind string) []claim {
-	verb, svc, _ := strings.Cut(kind, "-")
-	switch {
-	case kind == "kill-broker" || kind == "kill-redis" || kind == "restart-postgres":
-		return []claim{{target: "infra"}}
-	case verb == "zombie":
-		return []claim{{target: "infra", shared: true}, {target: svc}} // always in this order: no lock cycle
+// target is what a fault acts on; faults on one target never overlap. Infrastructure outages
+// share "infra": two at once tell less than one after the other. A zombie may overlap an
+// outage: it is only frozen once the broker reports its transaction open.
+func target(kind string) string {
+	if kind == "kill-broker" || kind == "kill-redis" || kind == "restart-postgres" {
+		return "infra"
 	}
-	return []claim{{target: svc}}
+	_, svc, _ := strings.Cut(kind, "-")
+	return svc
 }
 
 // ParseFaults reads "kind[=n],..." or "all[=n]" (n faults of each kind, default 1).
@@ -89,8 +80,13 @@ type Planned struct {
 	At   time.Duration `json:"at"` // since the load started
 }
 
+// faultLength is how long a fault kind lasts when it is long enough to matter for the
+// schedule: a zombie stays frozen past the 60 s transaction timeout.
+var faultLength = map[string]time.Duration{"zombie-feature-window": 75 * time.Second, "zombie-scoring": 75 * time.Second}
+
 // Schedule spreads the faults over [5%, 85%] of the run at seeded random times, so the last
-// ones still leave load running after them and the drain sees a quiet system.
+// ones still leave load running after them and the drain sees a quiet system; a long fault
+// starts early enough to end by 85% where the run allows.
 func Schedule(counts map[string]int, d time.Duration, seed uint64) []Planned {
 	rng := rand.New(rand.NewPCG(seed, 11))
 	kinds := make([]string, 0, len(counts))
@@ -99,8 +95,9 @@ func Schedule(counts map[string]int, d time.Duration, seed uint64) []Planned {
 	}
 	sort.Strings(kinds)
 	var out []Planned
-	lo, span := float64(d)*0.05, float64(d)*0.80
+	lo := float64(d) * 0.05
 	for _, k := range kinds {
+		span := max(float64(d)*0.85-float64(faultLength[k])-lo, 0)
 		for range counts[k] {
 			out = append(out, Planned{Kind: k, At: time.Duration(lo + rng.Float64()*span)})
 		}
@@ -130,18 +127,18 @@ type Injector struct {
 	rng     *rand.Rand
 
 	mu    sync.Mutex
-	locks map[string]*sync.RWMutex
+	locks map[string]*sync.Mutex
 	done  []Injected
 }
 
-func (j *Injector) lock(t string) *sync.RWMutex {
+func (j *Injector) lock(t string) *sync.Mutex {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.locks == nil {
-		j.locks = map[string]*sync.RWMutex{}
+		j.locks = map[string]*sync.Mutex{}
 	}
 	if j.locks[t] == nil {
-		j.locks[t] = &sync.RWMutex{}
+		j.locks[t] = &sync.Mutex{}
 	}
 	return j.locks[t]
 }
@@ -161,16 +158,9 @@ func (j *Injector) Run(ctx context.Context, start time.Time, plan []Planned) []I
 		go func() {
 			defer wg.Done()
 			asked := time.Now()
-			for _, c := range targets(p.Kind) {
-				l := j.lock(c.target)
-				if c.shared {
-					l.RLock()
-					defer l.RUnlock()
-				} else {
-					l.Lock()
-					defer l.Unlock()
-				}
-			}
+			l := j.lock(target(p.Kind))
+			l.Lock()
+			defer l.Unlock()
 			began := time.Now()
 			detail, err := j.inject(ctx, p.Kind)
 			in := Injected{Kind: p.Kind, StartS: began.Sub(start).Seconds(), Seconds: time.Since(began).Seconds(), Detail: detail}
@@ -263,14 +253,20 @@ func (j *Injector) zombie(ctx context.Context, svc string, p *Proc) (string, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	// describe retries for up to 40 s: an outage of the broker may overlap the zombie.
 	describe := func() kadm.DescribedTransaction {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		d, err := adm.DescribeTransactions(dctx, txnID)
-		if err != nil {
-			return kadm.DescribedTransaction{State: "error: " + err.Error()}
+		var last error
+		for range 20 {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			d, err := adm.DescribeTransactions(dctx, txnID)
+			cancel()
+			if err == nil && d[txnID].Err == nil {
+				return d[txnID]
+			}
+			last = errors.Join(err, d[txnID].Err)
+			time.Sleep(time.Second)
 		}
-		return d[txnID]
+		return kadm.DescribedTransaction{State: "unknown (" + last.Error() + ")"}
 	}
 	h, err := j.Helper(ctx, svc)
 	if err != nil {

@@ -85,7 +85,7 @@ func (r *ScanResult) look(n *Needles, where string, b []byte) {
 // and looks at keys, values and headers.
 func ScanKafka(ctx context.Context, brokers, topics []string, n *Needles) (ScanResult, error) {
 	r := ScanResult{Where: "kafka (all run topics, read-uncommitted)"}
-	err := ReadTopics(ctx, brokers, topics, false, 4*time.Second, func(rec *kgo.Record) {
+	err := ReadTopics(ctx, brokers, topics, false, 3*time.Second, func(rec *kgo.Record) {
 		b := append(append([]byte(nil), rec.Key...), rec.Value...)
 		for _, h := range rec.Headers {
 			b = append(append(b, h.Key...), h.Value...)
