@@ -126,6 +126,7 @@ func world(n int) CheckInput {
 		r := rec{id: id, account: acct, partition: int32(i % 2), offset: int64(i)}
 		td.Tx = append(td.Tx, tx)
 		td.TxRecs = append(td.TxRecs, r)
+		td.txAt = append(td.txAt, r)
 		td.FeatRecs = append(td.FeatRecs, r)
 		td.DecRecs = append(td.DecRecs, r)
 		td.Decisions[id] = []string{"d-" + id}
@@ -160,6 +161,7 @@ func TestCheckersCatchBrokenGuarantees(t *testing.T) {
 		}, "acknowledged but missing from tx.v1"},
 		{"duplicate in tx.v1", checkTx, func(in *CheckInput) {
 			in.Topics.Tx = append(in.Topics.Tx, in.Topics.Tx[0])
+			in.Topics.txAt = append(in.Topics.txAt, rec{partition: 0, offset: 99})
 		}, "transaction more than once in tx.v1"},
 		{"rejected but published", checkTx, func(in *CheckInput) {
 			in.Load.Txs[0].Outcome = harness.Rejected

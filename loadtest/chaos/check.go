@@ -91,6 +91,7 @@ type rec struct {
 // TopicData is what the checker read from the run's topics, read-committed.
 type TopicData struct {
 	Tx        []*fraudv1.Transaction
+	txAt      []rec // where Tx[i] was read
 	TxRecs    []rec
 	Features  map[string][][]float64 // transaction id → every vector emitted (committed)
 	FeatRecs  []rec
@@ -144,7 +145,8 @@ func LoadTopics(ctx context.Context, brokers []string, t kafka.Topics) (*TopicDa
 				return
 			}
 			d.Tx = append(d.Tx, &m)
-			d.TxRecs = append(d.TxRecs, rec{m.GetId(), m.GetAccountId(), r.Partition, r.Offset})
+			d.txAt = append(d.txAt, rec{m.GetId(), m.GetAccountId(), r.Partition, r.Offset})
+			d.TxRecs = append(d.TxRecs, d.txAt[len(d.txAt)-1])
 		case t.Features:
 			var m fraudv1.EnrichedTransaction
 			if kafka.Decode(r, &m) != nil {
@@ -244,8 +246,14 @@ func CheckAll(in CheckInput) []*Invariant {
 func checkTx(in CheckInput) *Invariant {
 	inv := &Invariant{ID: 1, Name: "every 2xx'd transaction is in tx.v1 exactly once, no 4xx'd one is"}
 	n := map[string]int{}
-	for _, tx := range in.Topics.Tx {
+	where := map[string][]string{}
+	for i, tx := range in.Topics.Tx {
 		n[tx.GetId()]++
+		var r rec
+		if i < len(in.Topics.txAt) {
+			r = in.Topics.txAt[i]
+		}
+		where[tx.GetId()] = append(where[tx.GetId()], fmt.Sprintf("p%d@%d received %s", r.partition, r.offset, tx.GetReceivedTime().AsTime().Format("15:04:05.000")))
 	}
 	sent := map[string]bool{}
 	for _, t := range in.Load.Txs {
@@ -269,7 +277,7 @@ func checkTx(in CheckInput) *Invariant {
 			inv.count("unknown_outcome", 1)
 		}
 		if c > 1 {
-			inv.violate("transaction more than once in tx.v1", fmt.Sprintf("%s×%d", t.StoredID, c))
+			inv.violate("transaction more than once in tx.v1", fmt.Sprintf("%s×%d at %s, client saw %s", t.StoredID, c, strings.Join(where[t.StoredID], " and "), t.History()))
 		}
 	}
 	inv.count("tx.v1_records", len(in.Topics.Tx))

@@ -131,6 +131,14 @@ type Injector struct {
 	done  []Injected
 }
 
+// rand is the injector's seeded source; the caller holds j.mu.
+func (j *Injector) rand() *rand.Rand {
+	if j.rng == nil {
+		j.rng = rand.New(rand.NewPCG(j.Seed, 17))
+	}
+	return j.rng
+}
+
 func (j *Injector) lock(t string) *sync.Mutex {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -217,10 +225,7 @@ func (j *Injector) inject(ctx context.Context, kind string) (string, error) {
 			return "", err
 		}
 		j.mu.Lock()
-		if j.rng == nil {
-			j.rng = rand.New(rand.NewPCG(j.Seed, 17))
-		}
-		hold := 5*time.Second + time.Duration(j.rng.Int64N(int64(10*time.Second)))
+		hold := 5*time.Second + time.Duration(j.rand().Int64N(int64(10*time.Second)))
 		j.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -273,21 +278,26 @@ func (j *Injector) zombie(ctx context.Context, svc string, p *Proc) (string, err
 		return "", err
 	}
 	defer h.Stop()
+	// A stream service spends only part of its time inside a transaction (from its first
+	// produce to EndTxn): freeze, ask the broker, thaw at once when no transaction is open,
+	// and try again a moment later.
 	var frozen kadm.DescribedTransaction
 	tries := 0
-	for tries < 30 {
+	for tries < 300 {
 		tries++
 		if err := p.Pause(); err != nil {
 			return "", err
 		}
-		time.Sleep(200 * time.Millisecond)
 		if frozen = describe(); frozen.State == "Ongoing" {
 			break
 		}
 		if err := p.Resume(); err != nil {
 			return "", err
 		}
-		time.Sleep(time.Duration(100+50*tries) * time.Millisecond)
+		j.mu.Lock()
+		gap := time.Duration(20+j.rand().IntN(150)) * time.Millisecond
+		j.mu.Unlock()
+		time.Sleep(gap)
 	}
 	if frozen.State != "Ongoing" {
 		if err := p.Pause(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -216,4 +217,14 @@ func (l *Load) Counts() Counts {
 		}
 	}
 	return c
+}
+
+// History lists the answers the client got, with their times: "503@15:04:05.123 202@…"
+// (status 0 is a transport error).
+func (t *TxResult) History() string {
+	parts := make([]string, 0, len(t.Attempts))
+	for _, a := range t.Attempts {
+		parts = append(parts, fmt.Sprintf("%d@%s", a.Status, a.At.UTC().Format("15:04:05.000")))
+	}
+	return strings.Join(parts, " ")
 }

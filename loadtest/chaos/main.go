@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -62,6 +63,13 @@ func run(ctx context.Context, args []string, log *slog.Logger) (*Report, error) 
 	fs.DurationVar(&o.Drain, "drain", 4*time.Minute, "time the pipeline gets to catch up after the load")
 	fs.DurationVar(&o.ZombieFreeze, "zombie-freeze", 62*time.Second, "how long a zombie stays frozen at least (past the 60 s transaction timeout; then until the broker aborted its transaction)")
 	fs.DurationVar(&o.Labels, "label-every", 3*time.Second, "an analyst labels one open case this often (0: never)")
+	fs.Func("service-env", "KEY=VALUE added to every service's environment (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		o.ServiceEnv = append(o.ServiceEnv, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ type Options struct {
 	Drain        time.Duration // after the load, how long the pipeline gets to catch up
 	ZombieFreeze time.Duration
 	Labels       time.Duration // an analyst labels a case this often (0: never)
+	ServiceEnv   []string      // KEY=VALUE added to every service environment (last wins)
 }
 
 // Report is the outcome of a run, also written to Out/report.json.
@@ -195,7 +196,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, w io.Writer) (*Report
 	stack, err := harness.StartStack(ctx, infra, harness.StackConfig{
 		BinDir: o.Bin, Run: runID, Partitions: o.Partitions, Keys: 2, LogDir: logDir, Keep: true,
 		MaxEventAge: work.Span() + 48*time.Hour, Launch: launch,
-		ExtraEnv: []string{
+		ExtraEnv: append([]string{
 			"VIGIL_LOG_LEVEL=info",
 			// Static membership: a killed and restarted instance takes its partitions back at
 			// once; the session timeout only matters for the frozen zombie.
@@ -204,7 +205,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, w io.Writer) (*Report
 			"OTEL_EXPORTER_OTLP_ENDPOINT=" + spans.URL, "OTEL_BSP_SCHEDULE_DELAY=500",
 			// Transactions over 100 EUR go to review: enough alerts and cases for the analyst.
 			"VIGIL_SCORING_REVIEW_AMOUNT_MINOR=10000",
-		},
+		}, o.ServiceEnv...),
 	}, log)
 	if err != nil {
 		return nil, err
@@ -343,7 +344,8 @@ func Run(ctx context.Context, o Options, log *slog.Logger, w io.Writer) (*Report
 	}
 
 	rep.Options = map[string]string{"duration": o.Duration.String(), "rate": fmt.Sprint(o.Rate), "seed": fmt.Sprint(o.Seed),
-		"partitions": fmt.Sprint(o.Partitions), "customers": fmt.Sprint(o.Customers), "run": runID, "zombie_freeze": o.ZombieFreeze.String()}
+		"partitions": fmt.Sprint(o.Partitions), "customers": fmt.Sprint(o.Customers), "run": runID, "zombie_freeze": o.ZombieFreeze.String(),
+		"service_env": strings.Join(o.ServiceEnv, " ")}
 	for _, inv := range rep.Invariants {
 		rep.Failed = rep.Failed || !inv.OK()
 	}
