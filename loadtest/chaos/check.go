@@ -397,22 +397,31 @@ func checkFeatures(in CheckInput) *Invariant {
 		o.AddLabel(features.Label{TransactionID: l.GetTransactionId(), TerminalID: l.GetTerminalId(),
 			Fraud: l.GetValue() == fraudv1.LabelValue_LABEL_VALUE_FRAUD, TransactionTime: l.GetTransactionTime().AsTime(), KnownAt: l.GetLabelledTime().AsTime()})
 	}
-	byID := map[string]*fraudv1.Transaction{}
-	for _, tx := range in.Topics.Tx {
-		byID[tx.GetId()] = tx
-	}
-	seen := map[string]bool{}
-	crossDiffs := map[string]int{}
-	for _, r := range in.Topics.TxRecs { // partition by partition, offset order
-		if seen[r.id] {
-			continue // a duplicate is invariant 1's; replaying it would skew every later window
+	byOffset := map[rec]*fraudv1.Transaction{}
+	for i, tx := range in.Topics.Tx {
+		if i < len(in.Topics.txAt) {
+			byOffset[in.Topics.txAt[i]] = tx
 		}
-		seen[r.id] = true
-		exp := o.Next(Event(byID[r.id]))
-		got := in.Topics.Features[r.id]
-		if len(got) == 0 {
+	}
+	occurrence := map[string]int{}
+	crossDiffs := map[string]int{}
+	// Every tx.v1 record is replayed, duplicates too, exactly as the stream saw them: the
+	// duplicates are invariant 1's; this one asks whether the windows counted each record of
+	// the log once, whatever crashed meanwhile. The k-th copy of an id is compared with the
+	// k-th features.v1 record of that id (same account, same partition, same order).
+	for _, r := range in.Topics.TxRecs { // partition by partition, offset order
+		tx := byOffset[r]
+		if tx == nil {
+			continue
+		}
+		k := occurrence[r.id]
+		occurrence[r.id]++
+		exp := o.Next(Event(tx))
+		all := in.Topics.Features[r.id]
+		if k >= len(all) {
 			continue // invariant 2's
 		}
+		got := all[k:]
 		inv.count("compared", 1)
 		localBad, crossBad := []string{}, false
 		for i, name := range features.Names {
