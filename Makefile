@@ -135,6 +135,17 @@ bench-scoring: infra-up ## scoring vs raw EOS relay, decision sink vs row-by-row
 bench-alerting: infra-up ## alerts/s from decisions.v1 and queue p99 at 1M alerts, with raw baselines (each ≤ 60 s)
 	@$(WITH_INFRA) go test -run '^$$' -bench 'AlertsFromKafka|QueueP99' -benchtime 1x ./services/alerting/internal/store/
 
+## ---------------------------------------------------------------- chaos
+
+# The chaos run kills its broker, Redis and Postgres: it starts private ones on these ports
+# (never the shared infra-up ones) with their state under CHAOS_VAR.
+CHAOS_VAR ?= $(VAR)/chaos
+CHAOS_PORTS ?= --kafka-port 29092 --kafka-controller-port 29093 --redis-port 56390 --pg-port 55440
+CHAOS_FLAGS ?= --duration 13m --rate 40 --seed 1
+.PHONY: chaos
+chaos: ## full fault-injection run (≤ ~20 min): ≥20 SIGKILLs per service, broker/Redis/Postgres restarts, rebalances, fenced zombies; invariant checker and card-number scan
+	@cd loadtest && go run ./chaos $(CHAOS_FLAGS) --var-dir $(CHAOS_VAR) $(CHAOS_PORTS) --out $(CURDIR)/loadtest/results/chaos-$$(date -u +%Y%m%dT%H%M%SZ)
+
 HANDBOOK_DATA ?= $(VAR)/handbook/data.csv
 models-eval: ## Handbook protocol on simulated data: train and evaluate lr and ffnn on 4 rolling folds
 	@mkdir -p $(BIN) $(dir $(HANDBOOK_DATA))

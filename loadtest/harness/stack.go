@@ -66,7 +66,15 @@ type StackConfig struct {
 	ExtraEnv    []string
 	MaxEventAge time.Duration
 	Profile     bool // serve each service's /debug/pprof on a loopback port (Stack.DebugAddrs)
+	// Launch, when set, starts each service instead of the built-in launcher (which runs the
+	// binary once and stops it with SIGTERM): the chaos harness supervises, kills and restarts
+	// the processes itself. It must return once the service is ready; stop ends it for good.
+	Launch Launcher
 }
+
+// Launcher starts service name from binary bin, serving on addr, with env (the whole
+// environment: nothing else is inherited), and returns once it is ready.
+type Launcher func(ctx context.Context, name, bin, addr string, env []string) (stop func(), err error)
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -167,7 +175,13 @@ func StartStack(ctx context.Context, in Infra, cfg StackConfig, log *slog.Logger
 	}
 	for _, sp := range specs {
 		env := append(append(append([]string(nil), common...), sp.env...), cfg.ExtraEnv...)
-		stop, err := startService(ctx, filepath.Join(cfg.BinDir, sp.name), sp.name, addr[sp.name], env, cfg.LogDir, log)
+		launch := cfg.Launch
+		if launch == nil {
+			launch = func(ctx context.Context, name, bin, addr string, env []string) (func(), error) {
+				return startService(ctx, bin, name, addr, env, cfg.LogDir, log)
+			}
+		}
+		stop, err := launch(ctx, sp.name, filepath.Join(cfg.BinDir, sp.name), addr[sp.name], env)
 		if err != nil {
 			return nil, err
 		}
