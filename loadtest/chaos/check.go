@@ -244,7 +244,7 @@ func CheckAll(in CheckInput) []*Invariant {
 
 // 1. Every 2xx'd transaction is in tx.v1 exactly once; no 4xx'd one is.
 func checkTx(in CheckInput) *Invariant {
-	inv := &Invariant{ID: 1, Name: "every 2xx'd transaction is in tx.v1 exactly once, no 4xx'd one is"}
+	inv := &Invariant{ID: 1, Name: "every 2xx'd transaction is in tx.v1, once unless retried after an unknown outcome; no 4xx'd one is"}
 	n := map[string]int{}
 	where := map[string][]string{}
 	for i, tx := range in.Topics.Tx {
@@ -277,7 +277,15 @@ func checkTx(in CheckInput) *Invariant {
 			inv.count("unknown_outcome", 1)
 		}
 		if c > 1 {
-			inv.violate("transaction more than once in tx.v1", fmt.Sprintf("%s×%d at %s, client saw %s", t.StoredID, c, strings.Join(where[t.StoredID], " and "), t.History()))
+			// A 503 promises nothing either way (ingest's README): the record of an attempt
+			// answered 503 or lost in transport may still be written, and the client's retry
+			// writes it again. That is the only allowed way to a second copy; feature-window
+			// drops it by transaction id, which invariant 2 checks downstream.
+			if retriedAfterUnknown(t) && c <= len(t.Attempts) {
+				inv.count("duplicates_of_retried_unknown_outcomes", 1)
+			} else {
+				inv.violate("transaction more than once in tx.v1", fmt.Sprintf("%s×%d at %s, client saw %s", t.StoredID, c, strings.Join(where[t.StoredID], " and "), t.History()))
+			}
 		}
 	}
 	inv.count("tx.v1_records", len(in.Topics.Tx))
@@ -293,6 +301,17 @@ func checkTx(in CheckInput) *Invariant {
 		}
 	}
 	return inv
+}
+
+// retriedAfterUnknown reports whether the client sent t again after an attempt whose outcome
+// it could not know (5xx or a transport error).
+func retriedAfterUnknown(t *TxResult) bool {
+	for i, a := range t.Attempts {
+		if i < len(t.Attempts)-1 && (a.Status == 0 || a.Status >= 500) {
+			return true
+		}
+	}
+	return false
 }
 
 // 2. Each transaction of tx.v1 has exactly one record in features.v1 and decisions.v1 and
@@ -417,6 +436,12 @@ func checkFeatures(in CheckInput) *Invariant {
 		k := occurrence[r.id]
 		occurrence[r.id]++
 		exp := o.Next(Event(tx))
+		if exp == nil {
+			// An id the account already saw: the stream drops it too (invariant 2 checks it
+			// left exactly one features.v1 record).
+			inv.count("duplicates_dropped", 1)
+			continue
+		}
 		all := in.Topics.Features[r.id]
 		if k >= len(all) {
 			continue // invariant 2's
