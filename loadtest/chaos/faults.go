@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -258,17 +257,27 @@ func (j *Injector) zombie(ctx context.Context, svc string, p *Proc) (string, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	// describe retries for up to 40 s: an outage of the broker may overlap the zombie.
+	// describeOnce asks the transaction coordinator once, briefly: the freeze loop below must
+	// thaw the process again quickly, or its group session times out and it has nothing left
+	// to hold a transaction on.
+	describeOnce := func(timeout time.Duration) (kadm.DescribedTransaction, error) {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		d, err := adm.DescribeTransactions(dctx, txnID)
+		if err != nil {
+			return kadm.DescribedTransaction{}, err
+		}
+		return d[txnID], d[txnID].Err
+	}
+	// describe retries for up to 60 s: an outage of the broker may overlap the zombie.
 	describe := func() kadm.DescribedTransaction {
 		var last error
 		for range 20 {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			d, err := adm.DescribeTransactions(dctx, txnID)
-			cancel()
-			if err == nil && d[txnID].Err == nil {
-				return d[txnID]
+			d, err := describeOnce(2 * time.Second)
+			if err == nil {
+				return d
 			}
-			last = errors.Join(err, d[txnID].Err)
+			last = err
 			time.Sleep(time.Second)
 		}
 		return kadm.DescribedTransaction{State: "unknown (" + last.Error() + ")"}
@@ -282,14 +291,17 @@ func (j *Injector) zombie(ctx context.Context, svc string, p *Proc) (string, err
 	// produce to EndTxn): freeze, ask the broker, thaw at once when no transaction is open,
 	// and try again a moment later.
 	var frozen kadm.DescribedTransaction
-	tries := 0
-	for tries < 300 {
+	tries, giveUp := 0, time.Now().Add(90*time.Second)
+	for tries < 300 && time.Now().Before(giveUp) {
 		tries++
 		if err := p.Pause(); err != nil {
 			return "", err
 		}
-		if frozen = describe(); frozen.State == "Ongoing" {
+		var err error
+		if frozen, err = describeOnce(time.Second); err == nil && frozen.State == "Ongoing" {
 			break
+		} else if err != nil {
+			frozen.State = "unknown (" + err.Error() + ")"
 		}
 		if err := p.Resume(); err != nil {
 			return "", err
