@@ -131,6 +131,16 @@ func (s *Sink) offsetsFromPostgres(ctx context.Context, in map[string]map[int32]
 // Run consumes until ctx ends.
 func (s *Sink) Run(ctx context.Context) error {
 	defer s.cl.Close()
+	// Offsets go to Kafka asynchronously while running; the last ones synchronously on the
+	// way out, so lag tools do not see a stopped sink as behind.
+	applied := map[string]map[int32]kgo.EpochOffset{}
+	defer func() {
+		if len(applied) > 0 {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.cl.CommitOffsetsSync(cctx, applied, nil)
+			cancel()
+		}
+	}()
 	for {
 		fetches := s.cl.PollRecords(ctx, s.cfg.MaxPoll)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -147,7 +157,16 @@ func (s *Sink) Run(ctx context.Context) error {
 				return nil // ctx ended
 			}
 			// Best effort and asynchronous: lets lag tools see progress; Postgres holds the truth.
-			s.cl.CommitOffsets(ctx, nextOffsets(recs), nil)
+			next := nextOffsets(recs)
+			s.cl.CommitOffsets(ctx, next, nil)
+			for t, ps := range next {
+				if applied[t] == nil {
+					applied[t] = map[int32]kgo.EpochOffset{}
+				}
+				for p, o := range ps {
+					applied[t][p] = o
+				}
+			}
 		}
 		s.cl.AllowRebalance()
 	}
