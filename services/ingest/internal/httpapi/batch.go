@@ -126,7 +126,7 @@ func (a *API) createBatch(c submission) response {
 			i := index[j]
 			if err != nil {
 				failed++
-				a.log.ErrorContext(c.ctx, "publish transaction", "id", msgs[j].GetId(), "err", err)
+				a.logError(c.ctx, "publish transaction", "id", msgs[j].GetId(), "err", err)
 				results[i] = itemProblem(i, httpserver.Problem{Status: http.StatusServiceUnavailable,
 					Detail: "the transaction could not be queued for scoring; retry later"})
 				continue

@@ -70,7 +70,7 @@ func (a *API) getDecision() http.HandlerFunc {
 			httpserver.WriteProblem(w, notFound)
 			return
 		case err != nil:
-			a.log.ErrorContext(ctx, "read decision", "id", id, "err", err)
+			a.logError(ctx, "read decision", "id", id, "err", err)
 			a.retryLater(http.StatusServiceUnavailable, "decisions are unavailable; retry later", a.cfg.RetryAfter).write(w)
 			return
 		}

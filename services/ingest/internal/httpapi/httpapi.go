@@ -103,6 +103,15 @@ type API struct {
 	limiter  *ratelimit.Limiter
 	inFlight *semaphore.Weighted
 	tracer   trace.Tracer
+	// errLog keeps a dependency outage from writing one error line per request.
+	errLog *telemetry.LogLimiter
+}
+
+// logError logs a dependency error at most once a second per msg, with how many were held back.
+func (a *API) logError(ctx context.Context, msg string, args ...any) {
+	if ok, n := a.errLog.Allow(msg); ok {
+		a.log.ErrorContext(ctx, msg, append(args, "suppressed_since_last", n)...)
+	}
 }
 
 // New returns the API.
@@ -126,6 +135,7 @@ func New(cfg Config, log *slog.Logger, d Deps) *API {
 		d.Now = time.Now
 	}
 	return &API{
+		errLog:   telemetry.NewLogLimiter(time.Second),
 		cfg:      cfg,
 		log:      log,
 		keys:     d.Keys,
@@ -297,7 +307,7 @@ func (a *API) idempotent(c submission, path, idemKey string, process func(submis
 	fp := a.tok.Fingerprint([]byte(path), c.body)
 	claim, prev, err := a.idem.Begin(c.ctx, key, fp)
 	if err != nil {
-		a.log.ErrorContext(c.ctx, "idempotency store", "err", err)
+		a.logError(c.ctx, "idempotency store", "err", err)
 		return a.retryLater(http.StatusServiceUnavailable, "the idempotency store is unavailable; retry later", a.cfg.RetryAfter)
 	}
 	if prev != nil {
@@ -324,7 +334,7 @@ func (a *API) idempotent(c submission, path, idemKey string, process func(submis
 	if err != nil {
 		// The response is still right for this request; a retry then meets the in-flight
 		// marker (409) until it expires.
-		a.log.ErrorContext(c.ctx, "finish idempotency key", "err", err)
+		a.logError(c.ctx, "finish idempotency key", "err", err)
 	}
 	return resp
 }
@@ -404,7 +414,7 @@ func (a *API) createTransaction(c submission) response {
 	release()
 	if err != nil {
 		trace.SpanFromContext(c.ctx).RecordError(err)
-		a.log.ErrorContext(c.ctx, "publish transaction", "id", msg.GetId(), "err", err)
+		a.logError(c.ctx, "publish transaction", "id", msg.GetId(), "err", err)
 		return a.retryLater(http.StatusServiceUnavailable, "the transaction could not be queued for scoring; retry later", a.cfg.RetryAfter)
 	}
 	a.log.DebugContext(c.ctx, "accepted transaction", "id", msg.GetId())
