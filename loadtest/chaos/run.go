@@ -202,6 +202,10 @@ func Run(ctx context.Context, o Options, log *slog.Logger, w io.Writer) (*Report
 			// once; the session timeout only matters for the frozen zombie.
 			"VIGIL_FEATURE_WINDOW_INSTANCE_ID=" + runID + "-fw-a", "VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT=10s",
 			"VIGIL_SCORING_GROUP_INSTANCE_ID=" + runID + "-sc-a", "VIGIL_SCORING_SESSION_TIMEOUT=10s",
+			// Transactions span polls for 100 ms: the multi-poll path is crashed too, and a
+			// stream service is inside an open transaction most of the time, where the zombie
+			// fault must freeze it (one transaction per poll lasts a few ms at this rate).
+			"VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL=100ms", "VIGIL_SCORING_COMMIT_INTERVAL=100ms",
 			"OTEL_EXPORTER_OTLP_ENDPOINT=" + spans.URL, "OTEL_BSP_SCHEDULE_DELAY=500",
 			// Transactions over 100 EUR go to review: enough alerts and cases for the analyst.
 			"VIGIL_SCORING_REVIEW_AMOUNT_MINOR=10000",
