@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -123,9 +124,9 @@ func Index(name string) int {
 }
 
 // SchemaHash fingerprints the current schema; see Hash.
-func SchemaHash() string {
-	return Hash(SchemaVersion, Names)
-}
+func SchemaHash() string { return schemaHash() }
+
+var schemaHash = sync.OnceValue(func() string { return Hash(SchemaVersion, Names) })
 
 // Hash fingerprints a schema version together with its feature names: the first 16 hex
 // characters of sha256("<version>,<name1>,<name2>,..."). It catches a reordered or renamed

@@ -71,7 +71,7 @@ type recent map[string]int64
 func (r recent) count(exclude string, after int64) int64 {
 	var n int64
 	for m, v := range r {
-		if m != exclude && v > after {
+		if v > after && m != exclude { // the number first: string compares cost more
 			n++
 		}
 	}
@@ -108,6 +108,9 @@ type Account struct {
 	// one, at most MaxDedupIDs: a transaction a client sent again (after a 503 whose record was
 	// written anyway) is recognised and not counted twice.
 	TxIDs recent
+	// txOldest caches the oldest time in TxIDs (0: unknown), so remembering an id scans the
+	// map only when something may be forgotten.
+	txOldest int64
 }
 
 // DedupWindow and MaxDedupIDs bound Account.TxIDs.
@@ -273,9 +276,16 @@ func rememberTx(a *Account, ev Event) {
 		newest = max(newest, a.Last)
 	}
 	below := newest - DedupWindow.Milliseconds()
+	if a.txOldest != 0 && a.txOldest >= below && len(a.TxIDs) <= MaxDedupIDs {
+		a.txOldest = min(a.txOldest, ms)
+		return // nothing to forget
+	}
+	oldest := int64(0)
 	for id, at := range a.TxIDs {
 		if at < below {
 			delete(a.TxIDs, id)
+		} else if oldest == 0 || at < oldest {
+			oldest = at
 		}
 	}
 	for len(a.TxIDs) > MaxDedupIDs {
@@ -286,7 +296,9 @@ func rememberTx(a *Account, ev Event) {
 			}
 		}
 		delete(a.TxIDs, oldID)
+		oldest = 0 // recomputed on the next scan
 	}
+	a.txOldest = oldest
 }
 
 // Apply folds ev into a and sh unless it is late, and reports whether it was. Its transaction

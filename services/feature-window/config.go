@@ -37,10 +37,12 @@ type Config struct {
 	MaxAccounts int
 	// CheckpointInterval is the least time between two Redis checkpoints of the windows.
 	CheckpointInterval time.Duration
-	Features           features.Config
-	Kafka              kafka.Config
-	Redis              redisclient.Config
-	Log                telemetry.Config
+	// DeviceRefresh is how old a cached device's accounts may get before they are read again.
+	DeviceRefresh time.Duration
+	Features      features.Config
+	Kafka         kafka.Config
+	Redis         redisclient.Config
+	Log           telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
@@ -58,6 +60,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		CatchUpTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", 5*time.Minute),
 		MaxAccounts:        e.Int("VIGIL_FEATURE_WINDOW_MAX_ACCOUNTS", 200_000, 100, 100_000_000),
 		CheckpointInterval: e.DurationRange("VIGIL_FEATURE_WINDOW_CHECKPOINT_INTERVAL", time.Second, 0, time.Minute),
+		DeviceRefresh:      e.DurationRange("VIGIL_FEATURE_WINDOW_DEVICE_REFRESH", time.Second, 0, time.Minute),
 		InstanceID:         e.String("VIGIL_FEATURE_WINDOW_INSTANCE_ID", ""),
 		SessionTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT", 45*time.Second),
 		Features: features.Config{

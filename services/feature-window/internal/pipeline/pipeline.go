@@ -112,7 +112,17 @@ type Pipeline struct {
 	lastFlush   time.Time
 	parts       map[string]*partition // only touched by the loop's goroutine
 	terminals   map[string]*terminalDays
+	devices     map[string]*deviceAccounts
+	deviceTTL   time.Duration
 	reset       atomic.Bool // set by Reset from any goroutine; honoured at the next Transform
+}
+
+// deviceAccounts caches one device's accounts (last seen, ms) as Redis had them when read plus
+// this instance's updates since. Other partitions' updates show after a refresh (deviceTTL):
+// device features span partitions and depend on their relative progress anyway.
+type deviceAccounts struct {
+	read  time.Time
+	accts map[string]int64
 }
 
 // terminalDays caches one terminal's day tiles [lo, hi] as Redis had them when read plus this
@@ -151,6 +161,10 @@ func WithMetrics(reg prometheus.Registerer) Option {
 // it, checkpointed accounts are evicted and read back from Redis when they come again.
 func WithMaxAccounts(n int) Option { return func(p *Pipeline) { p.maxAccounts = n } }
 
+// WithDeviceRefresh reads a device's accounts from Redis again once its cached copy is older
+// than d (default 1 s; 0: every poll). This instance's own updates are always in the copy.
+func WithDeviceRefresh(d time.Duration) Option { return func(p *Pipeline) { p.deviceTTL = d } }
+
 // WithCheckpointInterval checkpoints to Redis at most once per d (default 0: after every
 // committed transaction). Longer intervals write each busy account once per interval instead of
 // once per transaction, at the price of a longer catch-up from tx.v1 after a crash and of other
@@ -160,7 +174,8 @@ func WithCheckpointInterval(d time.Duration) Option { return func(p *Pipeline) {
 // New returns a pipeline writing to outTopic; read catches partitions up from tx.v1.
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
-		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalDays{}, maxAccounts: 200_000}
+		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalDays{}, devices: map[string]*deviceAccounts{},
+		deviceTTL: time.Second, maxAccounts: 200_000}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -213,13 +228,20 @@ func (p *Pipeline) Aborted() { p.dropAll() }
 
 func (p *Pipeline) dropAll() {
 	p.parts = map[string]*partition{}
+	p.dropShared()
+}
+
+// dropShared forgets the cached terminal days and device accounts: they hold deltas of
+// partitions that are being dropped or caught up.
+func (p *Pipeline) dropShared() {
 	p.terminals = map[string]*terminalDays{}
+	p.devices = map[string]*deviceAccounts{}
 }
 
 // drop forgets one partition; the terminal cache holds its unflushed deltas, so it goes too.
 func (p *Pipeline) drop(k string) {
 	delete(p.parts, k)
-	p.terminals = map[string]*terminalDays{}
+	p.dropShared()
 }
 
 type item struct {
@@ -390,7 +412,7 @@ func (p *Pipeline) load(ctx context.Context, in []*kgo.Record, first map[string]
 		}
 		p.parts[k] = part
 	}
-	p.terminals = map[string]*terminalDays{} // may miss what the catch-ups added
+	p.dropShared() // may miss what the catch-ups added
 	return nil
 }
 
@@ -478,6 +500,7 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 // fetch reads, in one round trip, the accounts of the poll not held in memory, the devices its
 // events read and the terminal days not cached, and merges in this instance's unflushed deltas.
 func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, error) {
+	now := p.now()
 	var req window.Request
 	req.Terminals = map[string]window.Days{}
 	seenAcct := map[string]bool{}
@@ -490,7 +513,9 @@ func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, e
 		}
 		if d := it.ev.DeviceID; d != "" && !seenDev[d] {
 			seenDev[d] = true
-			req.Devices = append(req.Devices, d)
+			if c := p.devices[d]; c == nil || now.Sub(c.read) >= p.deviceTTL {
+				req.Devices = append(req.Devices, d)
+			}
 		}
 		if t := it.ev.TerminalID; t != "" {
 			lo, hi := features.TerminalDaysRead(p.cfg, it.ev.EventTime)
@@ -510,8 +535,8 @@ func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, e
 	if err != nil {
 		return nil, err
 	}
-	if len(p.terminals)+len(snap.Terminals) > maxCachedTerminals {
-		p.terminals = map[string]*terminalDays{}
+	if len(p.terminals)+len(snap.Terminals) > maxCachedTerminals || len(p.devices)+len(snap.Devices) > maxCachedTerminals {
+		p.dropShared()
 	}
 	for t, days := range snap.Terminals {
 		d := req.Terminals[t]
@@ -540,6 +565,7 @@ func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, e
 				}
 			}
 		}
+		p.devices[dev] = &deviceAccounts{read: now, accts: accts}
 	}
 	return snap, nil
 }
@@ -649,7 +675,11 @@ func (v *view) TerminalDays(terminal string, lo, hi int64) (tx, fraud int64) {
 
 func (v *view) DeviceAccounts(device, account string, after int64) int64 {
 	var n int64
-	for a, ms := range v.snap.Devices[device] {
+	c := v.p.devices[device]
+	if c == nil {
+		return 0
+	}
+	for a, ms := range c.accts {
 		if a != account && ms > after {
 			n++
 		}
@@ -690,11 +720,12 @@ func (v *view) SeeDevice(device, account string, ms, pruneBelow int64) {
 	if v.record {
 		return
 	}
-	d := v.snap.Devices[device]
-	if d == nil {
-		d = map[string]int64{}
-		v.snap.Devices[device] = d
+	c := v.p.devices[device]
+	if c == nil {
+		c = &deviceAccounts{accts: map[string]int64{}} // never read: the next poll reads it
+		v.p.devices[device] = c
 	}
+	d := c.accts
 	old, ok := d[account]
 	if !ok || ms > old {
 		d[account] = ms
