@@ -109,9 +109,11 @@ test-integration: infra-up ## all tests against the real infrastructure, without
 bench: infra-up build ## smoke load test (≤ 5 min): 4 services, open-loop 200 tx/s for 30 s, checker, raw baselines; fails only on errors or lost transactions
 	@$(WITH_INFRA) $(BIN)/vigil-load run --bin $(BIN) --rate 200 --duration 30s --warmup 5s --timeout 5m --results loadtest/results
 
-bench-full: infra-up build ## full benchmark: find-max ladder, SLO 100 ms, baselines, plots; rewrites docs/benchmarks.md
+# Payment systems micro-batch (20 per request, ≤ 5 ms wait) and every phase is profiled (pprof/).
+BENCH_FULL_FLAGS ?= --batch 20 --batch-wait 5ms --profile 10s
+bench-full: infra-up build ## full benchmark: find-max ladder, SLO 100 ms, baselines, plots, profiles; rewrites docs/benchmarks.md
 	@$(WITH_INFRA) $(BIN)/vigil-load run --bin $(BIN) --find-max --find-past-slo --find-start 125 --find-factor 2 --find-step 20s \
-		--warmup 10s --slo 100ms --timeout 15m --results loadtest/results --docs docs/benchmarks.md \
+		--warmup 10s --slo 100ms --timeout 15m --results loadtest/results --docs docs/benchmarks.md $(BENCH_FULL_FLAGS) \
 		$$(test -f $(VAR)/handbook/lr.json && echo --service-env VIGIL_SCORING_MODEL_PATH=$(VAR)/handbook/lr.json)
 
 bench-micro: infra-up ## go test benchmarks against the real infrastructure, with raw baselines
