@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -417,28 +416,6 @@ func (r *Report) Print(w io.Writer) {
 	}
 }
 
-func sortedMap(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
-	}
-	return strings.Join(parts, " ")
-}
+func sortedMap(m map[string]int) string { return harness.FormatSorted(m, "%s=%d") }
 
-func sortedMapF(m map[string]float64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%.1f", k, m[k]))
-	}
-	return strings.Join(parts, " ")
-}
+func sortedMapF(m map[string]float64) string { return harness.FormatSorted(m, "%s=%.1f") }

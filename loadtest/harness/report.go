@@ -227,15 +227,19 @@ func (r *Results) Markdown() string {
 	return sb.String()
 }
 
-func statuses(m map[string]int) string {
+func statuses(m map[string]int) string { return FormatSorted(m, "%s×%d") }
+
+// FormatSorted formats every key and value of m with format (a %s and a verb for V), in key
+// order, separated by spaces.
+func FormatSorted[V any](m map[string]V, format string) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var parts []string
+	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+		parts = append(parts, fmt.Sprintf(format, k, m[k]))
 	}
 	return strings.Join(parts, " ")
 }
