@@ -304,10 +304,11 @@ func checkTx(in CheckInput) *Invariant {
 }
 
 // retriedAfterUnknown reports whether the client sent t again after an attempt whose outcome
-// it could not know (5xx or a transport error).
+// it could not know: 5xx, a transport error, or 409 (its first attempt still in flight — after
+// a Redis flush the claim is gone and the retry publishes).
 func retriedAfterUnknown(t *TxResult) bool {
 	for i, a := range t.Attempts {
-		if i < len(t.Attempts)-1 && (a.Status == 0 || a.Status >= 500) {
+		if i < len(t.Attempts)-1 && (a.Status == 0 || a.Status >= 500 || a.Status == 409) {
 			return true
 		}
 	}

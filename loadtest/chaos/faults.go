@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ import (
 // partitions, then thaws it: its late commit must be fenced.
 var faultKinds = []string{
 	"kill-ingest", "kill-feature-window", "kill-scoring", "kill-alerting",
-	"kill-broker", "kill-redis", "restart-postgres",
+	"kill-broker", "kill-redis", "restart-postgres", "flush-redis",
 	"rebalance-feature-window", "rebalance-scoring",
 	"zombie-feature-window", "zombie-scoring",
 }
@@ -32,7 +33,7 @@ var faultKinds = []string{
 // share "infra": two at once tell less than one after the other. A zombie may overlap an
 // outage: it is only frozen once the broker reports its transaction open.
 func target(kind string) string {
-	if kind == "kill-broker" || kind == "kill-redis" || kind == "restart-postgres" {
+	if kind == "kill-broker" || kind == "kill-redis" || kind == "restart-postgres" || kind == "flush-redis" {
 		return "infra"
 	}
 	_, svc, _ := strings.Cut(kind, "-")
@@ -192,6 +193,12 @@ func (j *Injector) Run(ctx context.Context, start time.Time, plan []Planned) []I
 	return append([]Injected(nil), j.done...)
 }
 
+// lastLines is the end of a command's output, for an error message.
+func lastLines(out []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 func (j *Injector) inject(ctx context.Context, kind string) (string, error) {
 	verb, svc, _ := strings.Cut(kind, "-")
 	switch kind {
@@ -201,6 +208,25 @@ func (j *Injector) inject(ctx context.Context, kind string) (string, error) {
 		return "", j.Infra.KillRedis(ctx, time.Second)
 	case "restart-postgres":
 		return "", j.Infra.RestartPostgres(ctx, time.Second)
+	case "flush-redis":
+		// Redis loses everything; `feature-window rebuild` re-derives the windows from the
+		// topics next to the running service (both checkpoint by compare-and-set).
+		if err := j.Infra.FlushRedis(ctx); err != nil {
+			return "", fmt.Errorf("flush: %w", err)
+		}
+		fw := j.Procs["feature-window"]
+		if fw == nil {
+			return "", fmt.Errorf("no feature-window to rebuild with")
+		}
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(rctx, fw.bin, "rebuild")
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, fw.env...)
+		t0 := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("feature-window rebuild: %w: %s", err, lastLines(out, 5))
+		}
+		return fmt.Sprintf("flushed; rebuild took %.1fs", time.Since(t0).Seconds()), nil
 	}
 	p := j.Procs[svc]
 	if p == nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +131,14 @@ func (p PrivateInfra) KillBroker(ctx context.Context, down time.Duration) error 
 // KillRedis kills Redis with SIGKILL and starts it again (the AOF brings its data back).
 func (p PrivateInfra) KillRedis(ctx context.Context, down time.Duration) error {
 	return p.killRestart(ctx, p.redisPID, filepath.Join(p.VarDir, "redis", "redis.pid"), syscall.SIGKILL, down)
+}
+
+// FlushRedis deletes every key of Redis (FLUSHALL): windows, checkpoints, idempotency claims
+// and scoring's decision windows are gone, as after losing the Redis volume.
+func (p PrivateInfra) FlushRedis(ctx context.Context) error {
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", p.RedisPort)})
+	defer rdb.Close()
+	return rdb.FlushAll(ctx).Err()
 }
 
 // RestartPostgres stops Postgres the way a crash does (SIGQUIT to the postmaster: immediate

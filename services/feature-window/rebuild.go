@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,11 +12,12 @@ import (
 
 	"github.com/vigil-fraud/vigil/services/feature-window/internal/labels"
 	"github.com/vigil-fraud/vigil/services/feature-window/internal/pipeline"
+	"github.com/vigil-fraud/vigil/services/feature-window/internal/window"
 )
 
 // rebuild re-derives the windows after Redis lost them: every tx.v1 partition is caught up from
-// its Redis checkpoint (the earliest retained offset when the checkpoint is gone) to its end,
-// exactly as the service catches up after a crash, then labels.v1 is applied from the earliest
+// its Redis checkpoint (the earliest retained offset when the checkpoint is gone) to the
+// service group's committed offset, exactly as the service catches up after a crash, then labels.v1 is applied from the earliest
 // offset. Checkpoints are compare-and-set, so it is safe to repeat, to interrupt, or to run next
 // to the service (which would catch up by itself anyway). Windows older than the topics'
 // retention cannot come back.
@@ -25,25 +27,43 @@ func rebuild(ctx context.Context, cfg Config, pipe *pipeline.Pipeline, a *labels
 		return err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, cfg.Kafka.Topics.Tx)
+	// Up to the group's committed offsets, not the topic's end: what lies beyond was not
+	// emitted yet, and the service must still process (and emit) it. Folding it here would
+	// mark those transactions as seen and the service would drop them as duplicates.
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, cfg.Group)
 	if err != nil {
-		return fmt.Errorf("end offsets of %s: %w", cfg.Kafka.Topics.Tx, err)
+		return fmt.Errorf("committed offsets of %s: %w", cfg.Group, err)
 	}
-	if err := ends.Error(); err != nil {
-		return fmt.Errorf("end offsets of %s: %w", cfg.Kafka.Topics.Tx, err)
+	if err := committed.Error(); err != nil {
+		return fmt.Errorf("committed offsets of %s: %w", cfg.Group, err)
 	}
-	var failed error
-	ends.Each(func(o kadm.ListedOffset) {
-		if failed != nil {
-			return
+	var ends []kadm.OffsetResponse
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == cfg.Kafka.Topics.Tx && o.At >= 0 {
+			ends = append(ends, o)
 		}
-		n, err := pipe.CatchUpTo(ctx, o.Topic, o.Partition, o.Offset)
+	})
+	var failed error
+	for _, o := range ends {
+		if failed != nil {
+			break
+		}
+		var n int64
+		var err error
+		for attempt := 0; attempt < 10; attempt++ {
+			// A running service checkpoints the same partition: when it moved the checkpoint
+			// first, read it again and catch up from there.
+			if n, err = pipe.CatchUpTo(ctx, o.Topic, o.Partition, o.At); !errors.Is(err, window.ErrConflict) {
+				break
+			}
+			log.Info("checkpoint moved by another writer; rebuilding the partition from its new checkpoint", "topic", o.Topic, "partition", o.Partition)
+		}
 		if err != nil {
 			failed = fmt.Errorf("rebuild %s/%d: %w", o.Topic, o.Partition, err)
-			return
+			break
 		}
-		log.Info("rebuilt windows", "topic", o.Topic, "partition", o.Partition, "end", o.Offset, "records", n)
-	})
+		log.Info("rebuilt windows", "topic", o.Topic, "partition", o.Partition, "committed", o.At, "records", n)
+	}
 	if failed != nil {
 		return failed
 	}

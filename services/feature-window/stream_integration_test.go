@@ -488,5 +488,6 @@ func configFor(e *env) *config.Env {
 	return config.FromMap(map[string]string{
 		"VIGIL_KAFKA_BROKERS": e.brokers[0], "VIGIL_REDIS_ADDR": e.redisAddr, "VIGIL_REDIS_KEY_PREFIX": e.prefix,
 		"VIGIL_TOPIC_TX": e.topics.Tx, "VIGIL_TOPIC_FEATURES": e.topics.Features, "VIGIL_TOPIC_LABELS": e.topics.Labels,
+		"VIGIL_FEATURE_WINDOW_GROUP": e.group,
 	})
 }

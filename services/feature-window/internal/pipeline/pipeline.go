@@ -310,7 +310,8 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			part.accounts[it.ev.AccountID] = a
 		}
 		v.part = part
-		if features.Duplicate(a, it.ev) {
+		stale := it.rec.Offset < part.next
+		if !stale && features.Duplicate(a, it.ev) {
 			// The same transaction again (a client retry after a 503 whose record was
 			// written anyway): its first occurrence was emitted; this one changes nothing.
 			p.Stats.Duplicates.Add(1)
@@ -326,7 +327,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		}
 		vec := features.Compute(p.cfg, a, v, it.ev)
 		late := features.Late(p.cfg, a, it.ev)
-		if it.rec.Offset < part.next {
+		if stale {
 			// Already in the checkpoint (Redis ahead of Kafka, which the design rules out):
 			// the features come from later state and the windows are not applied twice.
 			p.Stats.Stale.Add(1)
