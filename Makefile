@@ -97,8 +97,10 @@ check-observability: ## parse the Prometheus config and alert rules (PromQL incl
 	@echo "prometheus config and rules ok"
 
 FUZZTIME ?= 10s
-fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+fuzz: ## run each fuzz target for FUZZTIME (default 10s): ingest's decoder, the analyst API (every OpenAPI operation), account state decoding
 	@go test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./services/ingest/internal/httpapi
+	@go test -run '^$$' -fuzz '^FuzzAnalystAPI$$' -fuzztime $(FUZZTIME) ./services/alerting/internal/httpapi
+	@go test -run '^$$' -fuzz '^FuzzAccountCodec$$' -fuzztime $(FUZZTIME) ./models/features
 
 test-unit: ## fast tests only (no broker, Redis or Postgres)
 	@go test -short -count=1 $(GO_TEST_FLAGS) work

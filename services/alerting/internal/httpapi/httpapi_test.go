@@ -89,7 +89,7 @@ func (fakeHooks) Create(_ context.Context, _, u string, ev []string) (webhook.Su
 func (fakeHooks) List(context.Context) ([]webhook.Subscription, error)     { return nil, nil }
 func (fakeHooks) Attempts(context.Context, int) ([]webhook.Attempt, error) { return nil, nil }
 
-func newTestServer(t *testing.T, c *fakeCases) http.Handler {
+func newTestServer(t testing.TB, c *fakeCases) http.Handler {
 	t.Helper()
 	api := New(c, fakeAccounts{}, fakeHooks{}, &fakeScoring{}, Options{ServiceToken: serviceToken, DailyAlertBudget: 100,
 		LoginLimiter: auth.NewLimiter(3, time.Minute, time.Now)}, slog.New(slog.DiscardHandler))
