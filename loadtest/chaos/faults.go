@@ -317,8 +317,11 @@ func (j *Injector) zombie(ctx context.Context, svc string, p *Proc) (string, err
 	// produce to EndTxn): freeze, ask the broker, thaw at once when no transaction is open,
 	// and try again a moment later.
 	var frozen kadm.DescribedTransaction
-	tries, giveUp := 0, time.Now().Add(90*time.Second)
-	for tries < 300 && time.Now().Before(giveUp) {
+	// Bounded by time, not tries: the other stream service's zombie may hold its output's
+	// last stable offset for up to the transaction timeout (60 s), starving this one of input
+	// (and so of open transactions) meanwhile.
+	tries, giveUp := 0, time.Now().Add(150*time.Second)
+	for time.Now().Before(giveUp) {
 		tries++
 		if err := p.Pause(); err != nil {
 			return "", err
