@@ -28,6 +28,14 @@ func TestParseFaults(t *testing.T) {
 				m[k] = 2
 			}
 			m["kill-redis"] = 0
+			delete(m, "flush-redis") // asked for by name only
+			return m
+		}()},
+		{in: "all,flush-redis=1", want: func() map[string]int {
+			m := map[string]int{}
+			for _, k := range faultKinds {
+				m[k] = 1
+			}
 			return m
 		}()},
 		{in: "kill-everything", wantErr: "unknown fault"},
