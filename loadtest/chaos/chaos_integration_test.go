@@ -1,3 +1,9 @@
+//go:build chaos
+
+// TestChaosShort runs with `make chaos-short` (-tags chaos), not in `make test` yet: in one of
+// several CI runs the pipeline stopped progressing after a broker kill overlapping a
+// feature-window kill and rebalance (258 transactions undecided), not diagnosed yet.
+
 package main
 
 import (
