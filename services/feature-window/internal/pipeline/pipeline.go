@@ -88,6 +88,14 @@ func (part *partition) pending() bool {
 	return len(part.dirty) > 0 || len(part.terminals) > 0 || len(part.devices) > 0 || part.next != part.flushed
 }
 
+// newPartition is a partition held from its Redis checkpoint: empty, to be caught up.
+func newPartition(topic string, num int32, checkpoint int64) *partition {
+	part := &partition{topic: topic, num: num, flushed: checkpoint}
+	part.clear()
+	part.next = max(checkpoint, 0)
+	return part
+}
+
 func (part *partition) clear() {
 	part.accounts = map[string]*features.Account{}
 	part.dirty = map[string]bool{}
@@ -296,7 +304,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 	if err != nil {
 		return fail(err)
 	}
-	v := &view{p: p, snap: snap}
+	v := &view{p: p}
 	now := p.now()
 	computed := timestamppb.New(now)
 	for i := range items {
@@ -320,9 +328,6 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			if it.span.IsRecording() {
 				it.span.SetAttributes(attribute.Bool("vigil.duplicate", true))
 			}
-			if it.rec.Offset >= part.next {
-				part.next = it.rec.Offset + 1
-			}
 			continue
 		}
 		vec := features.Compute(p.cfg, a, v, it.ev)
@@ -334,7 +339,6 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		} else {
 			features.Apply(p.cfg, a, v, it.ev)
 			part.dirty[it.ev.AccountID] = true
-			part.next = it.rec.Offset + 1
 		}
 		p.freshness.Observe(max(0, now.Sub(it.ev.EventTime).Seconds()))
 		p.Stats.Transactions.Add(1)
@@ -366,7 +370,8 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 	for _, it := range items {
 		it.span.End()
 	}
-	// Dead letters advance a partition too: its checkpoint moves past them.
+	// Every record of the poll (applied, duplicate, stale or dead-lettered) moves its
+	// partition's next offset, and so its checkpoint, past it.
 	for _, r := range in {
 		if part := p.parts[partitionKey(r.Topic, r.Partition)]; part != nil && r.Offset >= part.next {
 			part.next = r.Offset + 1
@@ -405,9 +410,7 @@ func (p *Pipeline) load(ctx context.Context, in []*kgo.Record, first map[string]
 	}
 	for _, k := range missing {
 		r := recOf[k]
-		part := &partition{topic: r.Topic, num: r.Partition, flushed: snap.Checkpoints[k]}
-		part.clear()
-		part.next = max(part.flushed, 0)
+		part := newPartition(r.Topic, r.Partition, snap.Checkpoints[k])
 		if err := p.catchUp(ctx, part, first[k]); err != nil {
 			return fmt.Errorf("catch up %s: %w", k, err)
 		}
@@ -426,9 +429,7 @@ func (p *Pipeline) CatchUpTo(ctx context.Context, topic string, num int32, end i
 	if err != nil {
 		return 0, err
 	}
-	part := &partition{topic: topic, num: num, flushed: snap.Checkpoints[k]}
-	part.clear()
-	part.next = max(part.flushed, 0)
+	part := newPartition(topic, num, snap.Checkpoints[k])
 	before := p.Stats.CaughtUp.Load()
 	err = p.catchUp(ctx, part, end)
 	return p.Stats.CaughtUp.Load() - before, err
@@ -656,7 +657,6 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 // checkpoint. With record set (catching up) it only records.
 type view struct {
 	p      *Pipeline
-	snap   *window.Snapshot
 	part   *partition
 	record bool
 }
