@@ -229,14 +229,11 @@ func (s *Store) Flush(ctx context.Context, deltas []Delta) ([]error, error) {
 		}
 		keys[i], args[i] = k, a
 	}
-	cmds, err := s.flushExec(ctx, keys, args)
-	if err != nil && isNoScript(err) {
-		// Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran. Load and redo.
-		s.RoundTrips.Add(1)
-		if lerr := flushScript.Load(ctx, s.rdb).Err(); lerr != nil {
-			return nil, fmt.Errorf("load flush script: %w", lerr)
-		}
-		cmds, err = s.flushExec(ctx, keys, args)
+	cmds, err := s.evalPipelined(ctx, flushScript, len(deltas), func(pipe redis.Pipeliner, i int) *redis.Cmd {
+		return flushScript.EvalSha(ctx, pipe, keys[i], args[i]...)
+	})
+	if cmds == nil || isNoScript(err) {
+		return nil, fmt.Errorf("window flush: %w", err)
 	}
 	errs := make([]error, len(deltas))
 	for i, c := range cmds {
@@ -248,24 +245,33 @@ func (s *Store) Flush(ctx context.Context, deltas []Delta) ([]error, error) {
 			}
 		}
 	}
-	if err != nil && cmds == nil {
-		return nil, fmt.Errorf("window flush: %w", err)
-	}
 	return errs, nil
 }
 
 func isNoScript(err error) bool { return err != nil && strings.Contains(err.Error(), "NOSCRIPT") }
 
-func (s *Store) flushExec(ctx context.Context, keys [][]string, args [][]any) ([]*redis.Cmd, error) {
-	s.RoundTrips.Add(1)
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(keys))
-	for i := range keys {
-		cmds[i] = flushScript.EvalSha(ctx, pipe, keys[i], args[i]...)
+// evalPipelined sends n EVALSHAs of script in one pipeline (one round trip) and returns their
+// commands and the pipeline's first error (a command's own error, such as a checkpoint
+// conflict, is on its command). When Redis lost its script cache (restart, SCRIPT FLUSH)
+// nothing ran: the script is loaded and the pipeline sent again.
+func (s *Store) evalPipelined(ctx context.Context, script *redis.Script, n int, eval func(pipe redis.Pipeliner, i int) *redis.Cmd) ([]*redis.Cmd, error) {
+	run := func() ([]*redis.Cmd, error) {
+		s.RoundTrips.Add(1)
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, n)
+		for i := range n {
+			cmds[i] = eval(pipe, i)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
 	}
-	_, err := pipe.Exec(ctx)
+	cmds, err := run()
 	if isNoScript(err) {
-		return nil, err
+		s.RoundTrips.Add(1)
+		if lerr := script.Load(ctx, s.rdb).Err(); lerr != nil {
+			return nil, fmt.Errorf("load script: %w", lerr)
+		}
+		cmds, err = run()
 	}
 	return cmds, err
 }
@@ -332,30 +338,16 @@ func (s *Store) ApplyLabels(ctx context.Context, labels []features.Label) (appli
 	if len(labels) == 0 {
 		return 0, 0, nil
 	}
-	run := func() ([]*redis.Cmd, error) {
-		s.RoundTrips.Add(1)
-		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(labels))
-		for i, l := range labels {
-			day, counts := features.LabelFraudDay(s.cfg, l)
-			dayArg, term := "", s.labelKey(l.TransactionID)
-			if counts {
-				dayArg, term = strconv.FormatInt(day, 10), s.terminalKey(l.TerminalID)
-			}
-			ttl := features.LabelTTL(s.cfg).Milliseconds()
-			cmds[i] = labelScript.EvalSha(ctx, pipe, []string{s.labelKey(l.TransactionID), term}, ttl, dayArg, ttl)
+	ttl := features.LabelTTL(s.cfg).Milliseconds()
+	cmds, err := s.evalPipelined(ctx, labelScript, len(labels), func(pipe redis.Pipeliner, i int) *redis.Cmd {
+		l := labels[i]
+		day, counts := features.LabelFraudDay(s.cfg, l)
+		dayArg, term := "", s.labelKey(l.TransactionID)
+		if counts {
+			dayArg, term = strconv.FormatInt(day, 10), s.terminalKey(l.TerminalID)
 		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
-	}
-	cmds, err := run()
-	if isNoScript(err) {
-		s.RoundTrips.Add(1)
-		if lerr := labelScript.Load(ctx, s.rdb).Err(); lerr != nil {
-			return 0, 0, fmt.Errorf("load label script: %w", lerr)
-		}
-		cmds, err = run()
-	}
+		return labelScript.EvalSha(ctx, pipe, []string{s.labelKey(l.TransactionID), term}, ttl, dayArg, ttl)
+	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("apply %d labels: %w", len(labels), err)
 	}
