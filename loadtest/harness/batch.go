@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/vigil-fraud/vigil/models/simulator"
 )
 
 // DriveBatched is Drive for a payment system that micro-batches: arrivals keep their
@@ -19,22 +17,12 @@ import (
 // as the oldest waiting arrival has waited t.BatchWait. Each transaction's ack latency runs
 // from its own intended time to the batch's answer, so batching's wait is part of it.
 func DriveBatched(ctx context.Context, t Target, w *Workload, first int, prefix string, plan Plan, limit int) (*LoadResult, error) {
-	if err := simulator.CheckLoopback(t.URL); err != nil {
-		return nil, fmt.Errorf("--url: %w", err)
-	}
-	if len(t.Keys) == 0 {
-		return nil, fmt.Errorf("no API key")
+	arrivals, err := t.arrivals(w, first, plan, limit)
+	if err != nil {
+		return nil, err
 	}
 	if t.Batch < 2 {
 		return nil, fmt.Errorf("batch size %d: want at least 2", t.Batch)
-	}
-	arrivals := plan.Arrivals(limit)
-	if first+len(arrivals) > w.Len() {
-		return nil, fmt.Errorf("the plan needs %d transactions from %d, the workload has %d: raise --sim-days or lower --count",
-			len(arrivals), first, w.Len())
-	}
-	if t.MaxInFlight <= 0 {
-		t.MaxInFlight = 20000
 	}
 	if t.BatchWait <= 0 {
 		t.BatchWait = 5 * time.Millisecond

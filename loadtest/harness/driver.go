@@ -78,19 +78,9 @@ func (r *LoadResult) ServerErrors() int {
 // its own goroutine, and measures each ack from its intended send time, so a stalled server
 // shows up as latency rather than as fewer requests (no coordinated omission).
 func Drive(ctx context.Context, t Target, w *Workload, first int, prefix string, plan Plan, limit int) (*LoadResult, error) {
-	if err := simulator.CheckLoopback(t.URL); err != nil {
-		return nil, fmt.Errorf("--url: %w", err)
-	}
-	if len(t.Keys) == 0 {
-		return nil, fmt.Errorf("no API key")
-	}
-	arrivals := plan.Arrivals(limit)
-	if first+len(arrivals) > w.Len() {
-		return nil, fmt.Errorf("the plan needs %d transactions from %d, the workload has %d: raise --sim-days or lower --count",
-			len(arrivals), first, w.Len())
-	}
-	if t.MaxInFlight <= 0 {
-		t.MaxInFlight = 20000
+	arrivals, err := t.arrivals(w, first, plan, limit)
+	if err != nil {
+		return nil, err
 	}
 	res := &LoadResult{Prefix: prefix, Plan: plan, Ack: NewHistogram(), ByStatus: map[string]int{}, Samples: map[string][]string{}, Records: make([]Sent, len(arrivals))}
 	var mu sync.Mutex
@@ -158,6 +148,26 @@ func Drive(ctx context.Context, t Target, w *Workload, first int, prefix string,
 	wg.Wait()
 	res.SendSpan = last.Sub(res.Start)
 	return res, nil
+}
+
+// arrivals checks the target and returns the plan's arrivals, which must fit the workload from
+// first on; it defaults MaxInFlight.
+func (t *Target) arrivals(w *Workload, first int, plan Plan, limit int) ([]Arrival, error) {
+	if err := simulator.CheckLoopback(t.URL); err != nil {
+		return nil, fmt.Errorf("--url: %w", err)
+	}
+	if len(t.Keys) == 0 {
+		return nil, fmt.Errorf("no API key")
+	}
+	arrivals := plan.Arrivals(limit)
+	if first+len(arrivals) > w.Len() {
+		return nil, fmt.Errorf("the plan needs %d transactions from %d, the workload has %d: raise --sim-days or lower --count",
+			len(arrivals), first, w.Len())
+	}
+	if t.MaxInFlight <= 0 {
+		t.MaxInFlight = 20000
+	}
+	return arrivals, nil
 }
 
 func post(ctx context.Context, t Target, url string, body []byte, key APIKey, cid string) (string, Outcome, string) {
