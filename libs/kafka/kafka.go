@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,6 +46,10 @@ type Config struct {
 	Brokers    []string
 	Topics     Topics
 	Partitions int
+	// TxnGuardInterval is how often a service looks for hanging transactions on the topics it
+	// reads (0: never); TxnGuardMinAge is how long one must have been open. See hanging.go.
+	TxnGuardInterval time.Duration
+	TxnGuardMinAge   time.Duration
 }
 
 // LoadConfig reads VIGIL_KAFKA_* and VIGIL_TOPIC_* variables.
@@ -56,7 +62,9 @@ func LoadConfig(e *config.Env) Config {
 			Decisions: e.String("VIGIL_TOPIC_DECISIONS", "decisions.v1"),
 			Labels:    e.String("VIGIL_TOPIC_LABELS", "labels.v1"),
 		},
-		Partitions: e.Int("VIGIL_KAFKA_PARTITIONS", 6, 1, 1024),
+		Partitions:       e.Int("VIGIL_KAFKA_PARTITIONS", 6, 1, 1024),
+		TxnGuardInterval: e.DurationRange("VIGIL_KAFKA_TXN_GUARD_INTERVAL", 15*time.Second, 0, time.Hour),
+		TxnGuardMinAge:   e.DurationRange("VIGIL_KAFKA_TXN_GUARD_MIN_AGE", 30*time.Second, 5*time.Second, time.Hour),
 	}
 	for _, b := range c.Brokers {
 		if !strings.Contains(b, ":") {
@@ -64,6 +72,13 @@ func LoadConfig(e *config.Env) Config {
 		}
 	}
 	return c
+}
+
+// NewTxnGuard returns a guard of topics (plus __consumer_offsets) with its counter on reg.
+func (c Config) NewTxnGuard(reg prometheus.Registerer, log *slog.Logger, topics ...string) *TxnGuard {
+	g := &TxnGuard{Brokers: c.Brokers, Topics: topics, Interval: c.TxnGuardInterval, MinAge: c.TxnGuardMinAge, Log: log}
+	g.Register(reg)
+	return g
 }
 
 // Header keys carried by every Vigil record.

@@ -131,6 +131,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	g.Go(func() error { return alertSink.Run(gctx) })
 	g.Go(func() error { return labels.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
+	g.Go(func() error { return cfg.Kafka.NewTxnGuard(reg, log, cfg.Kafka.Topics.Decisions).Run(gctx) })
 	health.MarkReady()
 	if ready != nil {
 		ready(srv.Addr())

@@ -138,6 +138,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 		return err
 	})
 	g.Go(func() error { return lc.Run(gctx) })
+	g.Go(func() error { return cfg.Kafka.NewTxnGuard(reg, log, cfg.Kafka.Topics.Labels).Run(gctx) })
 	health.MarkReady()
 	err = g.Wait()
 	log.Info("stopped", "transactions_committed", loop.Stats.Committed.Load(),

@@ -4,20 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,119 +26,6 @@ import (
 // starts and kills. It is deliberately not VIGIL_VAR_DIR: that one may point at the shared
 // infrastructure, which a test must never stop.
 const brokerTestVarEnv = "VIGIL_INGEST_BROKER_TEST_VAR_DIR"
-
-// privateInfra is a set started by deploy/local/infra.sh in its own directory on free ports.
-// The script always starts Kafka, Redis and Postgres together; only its Kafka is used (and
-// killed), the test's Redis and Postgres stay the shared ones.
-type privateInfra struct {
-	script string
-	dir    string
-	env    []string
-	port   int
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.work not found above the test's directory")
-		}
-		dir = parent
-	}
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func startPrivateInfra(t *testing.T) *privateInfra {
-	t.Helper()
-	root := repoRoot(t)
-	dir := os.Getenv(brokerTestVarEnv)
-	if dir == "" {
-		dir = filepath.Join(root, "var", "ingest-broker-test")
-	}
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if shared := filepath.Join(root, "var"); dir == shared || dir == os.Getenv("VIGIL_VAR_DIR") {
-		t.Fatalf("%s=%s is the shared infrastructure's directory; the test kills its broker", brokerTestVarEnv, dir)
-	}
-	p := &privateInfra{script: filepath.Join(root, "deploy", "local", "infra.sh"), dir: dir, port: freeTCPPort(t)}
-	p.env = append(os.Environ(),
-		"VIGIL_VAR_DIR="+dir,
-		"VIGIL_KAFKA_PORT="+strconv.Itoa(p.port),
-		"VIGIL_KAFKA_CONTROLLER_PORT="+strconv.Itoa(freeTCPPort(t)),
-		"VIGIL_REDIS_PORT="+strconv.Itoa(freeTCPPort(t)),
-		"VIGIL_PG_PORT="+strconv.Itoa(freeTCPPort(t)),
-		"VIGIL_KAFKA_HEAP=384m",
-	)
-	// A run that crashed may have left its set running (on other ports).
-	p.kill9Kafka(t)
-	p.run(t, "down")
-	t.Cleanup(func() {
-		p.kill9Kafka(t) // its data is thrown away, so no graceful stop to wait for
-		p.run(t, "down")
-	})
-	p.run(t, "up")
-	return p
-}
-
-func (p *privateInfra) brokers() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
-
-func (p *privateInfra) run(t *testing.T, command string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p.script, command)
-	cmd.Env = p.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("infra.sh %s (VIGIL_VAR_DIR=%s): %v\n%s", command, p.dir, err, out)
-	}
-}
-
-// kill9Kafka kills the broker without letting it shut down, and waits until the process is
-// gone: infra.sh up takes a dying JVM for a running broker.
-func (p *privateInfra) kill9Kafka(t *testing.T) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.dir, "kafka", "kafka.pid"))
-	if errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("kafka pid file: %v", err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return // already gone
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("kafka pid %d still alive 30s after SIGKILL", pid)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // outcome is what one transaction got from ingest.
 type outcome int
@@ -202,12 +82,12 @@ func TestIntegrationBrokerKillRestart(t *testing.T) {
 	testinfra.RedisAddr(t)
 	testinfra.PostgresURL(t)
 	start := time.Now()
-	infra := startPrivateInfra(t)
-	t.Logf("private infrastructure up in %s (kafka %s, %s)", time.Since(start).Round(time.Millisecond), infra.brokers(), infra.dir)
+	infra := testinfra.StartPrivate(t, "ingest-broker-test", brokerTestVarEnv)
+	t.Logf("private infrastructure up in %s (kafka %s, %s)", time.Since(start).Round(time.Millisecond), infra.Brokers(), infra.Dir)
 
 	const publishTimeout = time.Second
 	s := newStack(t, map[string]string{
-		"VIGIL_KAFKA_BROKERS":          infra.brokers(),
+		"VIGIL_KAFKA_BROKERS":          infra.Brokers(),
 		"VIGIL_INGEST_PUBLISH_TIMEOUT": publishTimeout.String(),
 		"VIGIL_INGEST_RETRY_AFTER":     "2s",
 	})
@@ -261,7 +141,7 @@ func TestIntegrationBrokerKillRestart(t *testing.T) {
 	refusedUp := log.refusals.Load()
 	t.Logf("%d refusals while the broker was up", refusedUp)
 	killed := time.Now()
-	infra.kill9Kafka(t)
+	infra.Kill9Kafka(t)
 	acksAtKill := log.acks.Load()
 	t.Logf("broker killed after %d acks", acksAtKill)
 	// Requests must now be refused, within the publish timeout.
@@ -270,7 +150,7 @@ func TestIntegrationBrokerKillRestart(t *testing.T) {
 	acksDuringOutage := log.acks.Load() - acksAtKill
 
 	restart := time.Now()
-	infra.run(t, "up")
+	infra.Run(t, "up")
 	t.Logf("broker down %s, restart took %s", restart.Sub(killed).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
 	acksAtRestart := log.acks.Load()
 	waitFor("acks after the restart", 30*time.Second, func() bool { return log.acks.Load() >= acksAtRestart+300 })
@@ -289,7 +169,7 @@ func TestIntegrationBrokerKillRestart(t *testing.T) {
 		t.Errorf("slowest request took %s, want at most %s (publish timeout %s)", log.slowest, limit, publishTimeout)
 	}
 
-	counts := readTopicIDs(t, infra.brokers(), s.topic)
+	counts := readTopicIDs(t, infra.Brokers(), s.topic)
 	var ackedIDs, refusedPresent, missing, dups int
 	for id, o := range log.outcomes {
 		n := counts[id]
