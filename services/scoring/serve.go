@@ -155,7 +155,9 @@ func run(ctx context.Context) error {
 	g.Go(func() error { return live.refresh(gctx, models) })
 	// features.v1 is read here and decisions.v1 by the sink: a transaction left hanging on
 	// either stops this process, which repairs it (libs/kafka/hanging.go).
-	g.Go(func() error { return cfg.Kafka.NewTxnGuard(reg, log, cfg.Kafka.Topics.Features, cfg.Kafka.Topics.Decisions).Run(gctx) })
+	g.Go(func() error {
+		return cfg.Kafka.NewTxnGuard(reg, log, cfg.Kafka.Topics.Features, cfg.Kafka.Topics.Decisions).Run(gctx)
+	})
 	var decisionSink *sink.Sink
 	if cfg.SinkEnabled {
 		decisionStore := store.NewDecisions(log)
