@@ -14,7 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vigil-fraud/vigil/libs/postgres"
@@ -137,7 +139,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer func() {
 		if len(applied) > 0 {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			s.cl.CommitOffsetsSync(cctx, applied, nil)
+			s.commitFinal(cctx, applied)
 			cancel()
 		}
 	}()
@@ -169,6 +171,37 @@ func (s *Sink) Run(ctx context.Context) error {
 			}
 		}
 		s.cl.AllowRebalance()
+	}
+}
+
+// commitFinal commits the last applied offsets to Kafka, retrying a failed commit (a
+// rebalance or coordinator move at shutdown) until ctx ends. A failure only makes lag tools
+// see the sink behind: Postgres holds the offsets that count.
+func (s *Sink) commitFinal(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+	for {
+		var failed error
+		s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				failed = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+						failed = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err)
+					}
+				}
+			}
+		})
+		if failed == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("final Kafka offset commit failed (Postgres has the offsets)", "err", failed)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
