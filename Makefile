@@ -147,8 +147,8 @@ CHAOS_VAR ?= $(VAR)/chaos
 CHAOS_PORTS ?= --kafka-port 29092 --kafka-controller-port 29093 --redis-port 56390 --pg-port 55440
 CHAOS_FLAGS ?= --duration 13m --rate 40 --seed 1
 .PHONY: chaos chaos-short
-chaos-short: ## the CI-sized chaos run (≈ 3 min, one fault of each kind, private infrastructure)
-	@cd loadtest && go test -tags chaos -count=1 -run TestChaosShort -v -timeout 15m ./chaos
+chaos-short: ## the CI-sized chaos run alone (≈ 3 min, one fault of each kind, private infrastructure; also part of make test)
+	@cd loadtest && go test -count=1 -run TestChaosShort -v -timeout 15m ./chaos
 chaos: ## full fault-injection run (≤ ~20 min): ≥20 SIGKILLs per service, broker/Redis/Postgres restarts, rebalances, fenced zombies; invariant checker and card-number scan
 	@cd loadtest && go run ./chaos $(CHAOS_FLAGS) --var-dir $(CHAOS_VAR) $(CHAOS_PORTS) --out $(CURDIR)/loadtest/results/chaos-$$(date -u +%Y%m%dT%H%M%SZ)
 

@@ -1,8 +1,7 @@
-//go:build chaos
-
-// TestChaosShort runs with `make chaos-short` (-tags chaos), not in `make test` yet: in one of
-// several CI runs the pipeline stopped progressing after a broker kill overlapping a
-// feature-window kill and rebalance (258 transactions undecided), not diagnosed yet.
+// TestChaosShort runs in `make test`. It was out of it for a while: in one of several CI runs
+// the pipeline stopped after a broker kill — Kafka had skipped a transaction's markers while
+// restarting (see libs/kafka/hanging.go); the services' transaction guards now close such
+// transactions, and the report counts them.
 
 package main
 

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -55,7 +57,10 @@ type Report struct {
 	Invariants []*Invariant        `json:"invariants"`
 	Scan       []ScanResult        `json:"card_number_scan"`
 	Labels     []LabelResult       `json:"label_changes"`
-	Failed     bool                `json:"failed"`
+	// Hanging counts, per service log, the guard's lines about transactions Kafka left open
+	// on a partition: closed with the coordinator's outcome, or unresolved.
+	Hanging map[string]int `json:"hanging_transactions,omitempty"`
+	Failed  bool           `json:"failed"`
 }
 
 func repoRoot() (string, error) {
@@ -336,6 +341,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, w io.Writer) (*Report
 	add(ScanRedis(ctx, infra.RedisAddr, needles))
 	add(ScanPostgres(ctx, stack.PostgresURL, needles))
 	logs, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
+	rep.Hanging = countHanging(logs)
 	add(ScanFiles("service logs", logs, needles))
 	add(ScanFiles("infrastructure logs", o.Infra.LogFiles(), needles))
 	spans.Close()
@@ -394,6 +400,9 @@ func (r *Report) Print(w io.Writer) {
 	for name, u := range r.Unplanned {
 		fmt.Fprintf(w, "unplanned exits of %s (restarted): %d, e.g. %s\n", name, len(u), u[0])
 	}
+	if len(r.Hanging) > 0 {
+		fmt.Fprintf(w, "hanging transactions (Kafka skipped their markers) handled by the services' guards: %v\n", sortedMap(r.Hanging))
+	}
 	for _, inv := range r.Invariants {
 		inv.Print(w)
 	}
@@ -414,6 +423,22 @@ func (r *Report) Print(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "RESULT: PASS")
 	}
+}
+
+// countHanging counts the transaction guard's log lines per service log and action.
+func countHanging(logs []string) map[string]int {
+	out := map[string]int{}
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(path), ".log")
+		out[name+"/closed"] += bytes.Count(b, []byte("closed a hanging transaction"))
+		out[name+"/unresolved"] += bytes.Count(b, []byte("transaction open on a partition with no decided outcome"))
+	}
+	maps.DeleteFunc(out, func(_ string, n int) bool { return n == 0 })
+	return out
 }
 
 func sortedMap(m map[string]int) string { return harness.FormatSorted(m, "%s=%d") }
