@@ -10,22 +10,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+	"github.com/vigil-fraud/vigil/libs/testinfra"
+)
 
 // TestChaosShort is the CI-sized chaos run: one fault of every kind (each service killed,
 // broker, Redis and Postgres restarted, a rebalance and a fenced zombie per stream service)
@@ -53,7 +44,7 @@ func TestChaosShort(t *testing.T) {
 	o := Options{
 		Duration: 90 * time.Second, Rate: 25, Seed: 11, Faults: faults, Out: out,
 		Infra: PrivateInfra{VarDir: filepath.Join(root, "var", "chaos-test"),
-			KafkaPort: freePort(t), ControllerPort: freePort(t), RedisPort: freePort(t), PGPort: freePort(t)},
+			KafkaPort: testinfra.FreeTCPPort(t), ControllerPort: testinfra.FreeTCPPort(t), RedisPort: testinfra.FreeTCPPort(t), PGPort: testinfra.FreeTCPPort(t)},
 		Fresh: true, Partitions: 3, Customers: 300, Drain: 2 * time.Minute,
 		ZombieFreeze: 62 * time.Second, Labels: 2 * time.Second,
 	}
