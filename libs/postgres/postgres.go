@@ -18,20 +18,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/vigil-fraud/vigil/libs/config"
+	"github.com/vigil-fraud/vigil/libs/startup"
 )
 
 // Config is the Postgres part of a service's configuration.
 type Config struct {
 	URL      string
 	MaxConns int
+	// StartupWait is how long Open keeps trying to reach the server (0: one try).
+	StartupWait time.Duration
 }
 
 // LoadConfig reads VIGIL_POSTGRES_URL (or VIGIL_POSTGRES_URL_FILE: it holds a password) and
-// VIGIL_POSTGRES_MAX_CONNS.
+// VIGIL_POSTGRES_MAX_CONNS and VIGIL_POSTGRES_STARTUP_WAIT.
 func LoadConfig(e *config.Env) Config {
 	c := Config{
-		URL:      e.Secret("VIGIL_POSTGRES_URL", true),
-		MaxConns: e.Int("VIGIL_POSTGRES_MAX_CONNS", 10, 1, 1000),
+		URL:         e.Secret("VIGIL_POSTGRES_URL", true),
+		MaxConns:    e.Int("VIGIL_POSTGRES_MAX_CONNS", 10, 1, 1000),
+		StartupWait: e.DurationRange("VIGIL_POSTGRES_STARTUP_WAIT", time.Minute, 0, time.Hour),
 	}
 	if c.URL != "" {
 		if _, err := pgxpool.ParseConfig(c.URL); err != nil {
@@ -42,7 +46,7 @@ func LoadConfig(e *config.Env) Config {
 	return c
 }
 
-// Open connects a pool and pings it. Options such as WithMetrics adjust the pool first.
+// Open connects a pool and pings it, for up to cfg.StartupWait while the server is not up. Options such as WithMetrics adjust the pool first.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
@@ -60,9 +64,18 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, error
 	if err != nil {
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
+	err = startup.Wait(ctx, cfg.StartupWait, "postgres", func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err := pool.Ping(pctx)
+		// The server answered with an error: a wrong password or database will not heal,
+		// unlike "the database system is starting up" (57P03).
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code != "57P03" {
+			return startup.Permanent(err)
+		}
+		return err
+	})
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("ping postgres %s:%d: %w", pc.ConnConfig.Host, pc.ConnConfig.Port, err)
 	}
