@@ -233,7 +233,7 @@ func TestFeatureCheckReplaysTheLog(t *testing.T) {
 	o := features.NewOffline()
 	for _, r := range in.Topics.TxRecs {
 		tx := in.Topics.Tx[slices.Index(in.Topics.txAt, r)]
-		in.Topics.Features[r.id] = append(in.Topics.Features[r.id], o.Next(Event(tx)))
+		in.Topics.Features[r.id] = append(in.Topics.Features[r.id], o.Next(features.FromTransaction(tx)))
 	}
 	if v := violations([]*Invariant{checkFeatures(in)}); len(v) > 0 {
 		t.Fatalf("violations %v when the stream equals the replay", v)

@@ -386,19 +386,6 @@ var crossPartition = map[string]bool{
 	"terminal_fraud_ratio_1d": true, "terminal_fraud_ratio_7d": true, "terminal_fraud_ratio_30d": true,
 }
 
-// Event is features.Event of a tx.v1 record, as the feature-window pipeline builds it.
-func Event(tx *fraudv1.Transaction) features.Event {
-	ch := ""
-	if c := tx.GetChannel(); c != fraudv1.Channel_CHANNEL_UNSPECIFIED {
-		ch = strings.ToLower(strings.TrimPrefix(c.String(), "CHANNEL_"))
-	}
-	return features.Event{
-		TransactionID: tx.GetId(), AccountID: tx.GetAccountId(), CardToken: tx.GetCard().GetToken(),
-		MerchantID: tx.GetMerchantId(), TerminalID: tx.GetTerminalId(), DeviceID: tx.GetDeviceId(),
-		Country: tx.GetCountry(), Channel: ch, AmountMinor: tx.GetAmountMinor(), EventTime: tx.GetEventTime().AsTime(),
-	}
-}
-
 // 3. Feature vectors equal an offline recomputation from tx.v1 (each partition in offset
 // order, every label first: a label only counts for events a day after it is known).
 func checkFeatures(in CheckInput) *Invariant {
@@ -436,7 +423,7 @@ func checkFeatures(in CheckInput) *Invariant {
 		}
 		k := occurrence[r.id]
 		occurrence[r.id]++
-		exp := o.Next(Event(tx))
+		exp := o.Next(features.FromTransaction(tx))
 		if exp == nil {
 			// An id the account already saw: the stream drops it too (invariant 2 checks it
 			// left exactly one features.v1 record).

@@ -101,6 +101,10 @@ type Event struct {
 	Channel       string // one of Channels; anything else sets no channel feature
 	AmountMinor   int64
 	EventTime     time.Time
+	// ReceivedAt is when Vigil received the transaction (ingest's clock; zero offline). A
+	// client's retry of the same transaction comes soon after in this time, however far its
+	// event time lies behind the account's newest: duplicates are remembered by it.
+	ReceivedAt time.Time
 }
 
 // Label is an analyst's (or the simulator's) verdict on one transaction. Only the first label

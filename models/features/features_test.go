@@ -329,3 +329,34 @@ func TestDuplicateTransactionIsNotCountedTwice(t *testing.T) {
 		t.Errorf("Duplicates = %d, want 1", o.Duplicates)
 	}
 }
+
+// TestDuplicateRememberedByReceiptTime: in the stream, ids are remembered by when Vigil
+// received them. A retry that arrives minutes after the original is recognised even when the
+// account's newer transactions lie days ahead in event time (the chaos harness's simulator
+// replays weeks in minutes; found by `make chaos`: 10 transactions counted twice).
+func TestDuplicateRememberedByReceiptTime(t *testing.T) {
+	t.Parallel()
+	o := NewOffline()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	r0 := time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
+	at := func(id string, event time.Duration, received time.Duration) Event {
+		e := ev(id, "a", t0.Add(event), 100)
+		e.ReceivedAt = r0.Add(received)
+		return e
+	}
+	if o.Next(at("t1", 0, 0)) == nil {
+		t.Fatal("t1 not emitted")
+	}
+	// Three simulated days of the account's transactions, received within two minutes.
+	for i := range 30 {
+		o.Next(at(fmt.Sprint("later", i), time.Duration(i+1)*150*time.Minute, time.Duration(i+1)*4*time.Second))
+	}
+	if o.Next(at("t1", 0, 3*time.Minute)) != nil {
+		t.Error("a retry three minutes later was counted again")
+	}
+	// A day of receipt time later, the id is forgotten.
+	o.Next(at("much-later", 80*time.Hour, DedupWindow+time.Hour))
+	if o.Next(at("t1", 0, DedupWindow+2*time.Hour)) == nil {
+		t.Error("t1 received again beyond the window should count again")
+	}
+}

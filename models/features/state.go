@@ -106,7 +106,8 @@ type Account struct {
 	Cards     map[string]*[2]tiles // card token → windows of cardWindows
 	// TxIDs holds the transaction ids applied (or found late) within DedupWindow of the newest
 	// one, at most MaxDedupIDs: a transaction a client sent again (after a 503 whose record was
-	// written anyway) is recognised and not counted twice.
+	// written anyway) is recognised and not counted twice. Times are when Vigil received each
+	// (Event.ReceivedAt), or event times when that is unknown (offline).
 	TxIDs recent
 	// txOldest caches the oldest time in TxIDs (0: unknown), so remembering an id scans the
 	// map only when something may be forgotten.
@@ -261,7 +262,10 @@ func Duplicate(a *Account, ev Event) bool {
 }
 
 // rememberTx records ev's transaction id, forgetting ids older than DedupWindow before the
-// newest and, beyond MaxDedupIDs, the oldest.
+// newest and, beyond MaxDedupIDs, the oldest. The window runs in receipt time when the event
+// has one: in event time, a retry that arrives after the account's newer transactions (a
+// client retrying after an outage, a simulator replaying days in minutes) could fall out of
+// the window and be counted twice.
 func rememberTx(a *Account, ev Event) {
 	if ev.TransactionID == "" {
 		return
@@ -269,12 +273,18 @@ func rememberTx(a *Account, ev Event) {
 	if a.TxIDs == nil {
 		a.TxIDs = recent{}
 	}
-	ms := ev.EventTime.UnixMilli()
-	a.TxIDs[ev.TransactionID] = ms
-	newest := ms
-	if a.HasLast {
-		newest = max(newest, a.Last)
+	var ms, newest int64
+	if ev.ReceivedAt.IsZero() {
+		ms = ev.EventTime.UnixMilli()
+		newest = ms
+		if a.HasLast {
+			newest = max(newest, a.Last)
+		}
+	} else {
+		ms = ev.ReceivedAt.UnixMilli()
+		newest = ms
 	}
+	a.TxIDs[ev.TransactionID] = ms
 	below := newest - DedupWindow.Milliseconds()
 	if a.txOldest != 0 && a.txOldest >= below && len(a.TxIDs) <= MaxDedupIDs {
 		a.txOldest = min(a.txOldest, ms)

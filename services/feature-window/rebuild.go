@@ -67,7 +67,7 @@ func rebuild(ctx context.Context, cfg Config, pipe *pipeline.Pipeline, a *labels
 	if failed != nil {
 		return failed
 	}
-	n, err := replayTopic(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topics.Labels, 5*time.Second,
+	n, err := replayTopic(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topics.Labels,
 		func(ctx context.Context, recs []*kgo.Record) error { _, err := a.Apply(ctx, recs); return err })
 	if err != nil {
 		return fmt.Errorf("rebuild from %s: %w", cfg.Kafka.Topics.Labels, err)
@@ -76,26 +76,60 @@ func rebuild(ctx context.Context, cfg Config, pipe *pipeline.Pipeline, a *labels
 	return nil
 }
 
-func replayTopic(ctx context.Context, brokers []string, topic string, idle time.Duration, apply func(context.Context, []*kgo.Record) error) (int, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+// replayTopic applies every committed record of topic, from the earliest retained offset to
+// each partition's last stable offset when it starts. The end is known up front, not guessed
+// from a quiet moment: on a loaded machine the first fetch alone can take seconds, and a
+// replay that stopped early would leave the terminal risk windows without their labels.
+// Control records (transaction markers) are kept so that an offset can be seen up to the end
+// even when the last record there is a marker.
+func replayTopic(ctx context.Context, brokers []string, topic string, apply func(context.Context, []*kgo.Record) error) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.KeepControlRecords(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return 0, err
 	}
 	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("start offsets of %s: %w", topic, err)
+	}
+	ends, err := adm.ListCommittedOffsets(ctx, topic) // read-committed: the last stable offsets
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	left := map[int32]int64{} // partition → its end, while records below it are unread
+	ends.Each(func(o kadm.ListedOffset) {
+		if s, ok := starts.Lookup(topic, o.Partition); !ok || s.Offset < o.Offset {
+			left[o.Partition] = o.Offset
+		}
+	})
 	total := 0
-	for {
-		pctx, cancel := context.WithTimeout(ctx, idle)
-		fetches := cl.PollRecords(pctx, 1000)
-		cancel()
+	for len(left) > 0 {
+		fetches := cl.PollRecords(ctx, 1000)
 		if ctx.Err() != nil {
 			return total, ctx.Err()
 		}
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			return total, nil
-		}
-		for {
+		var recs []*kgo.Record
+		fetches.EachRecord(func(r *kgo.Record) {
+			end, ok := left[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if !r.Attrs.IsControl() {
+				recs = append(recs, r)
+			}
+			if r.Offset >= end-1 {
+				delete(left, r.Partition)
+			}
+		})
+		for len(recs) > 0 {
 			err := apply(ctx, recs)
 			if err == nil {
 				break
@@ -108,4 +142,5 @@ func replayTopic(ctx context.Context, brokers []string, topic string, idle time.
 		}
 		total += len(recs)
 	}
+	return total, nil
 }

@@ -165,7 +165,7 @@ func (e *env) offline() map[string][]float64 {
 	}
 	want := map[string][]float64{}
 	for _, tx := range e.wantTx { // produce order is offset order within a partition
-		want[tx.Id] = o.Next(pipeline.Event(tx))
+		want[tx.Id] = o.Next(features.FromTransaction(tx))
 	}
 	return want
 }

@@ -69,7 +69,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		// No linger: every request waits for its ack, so a linger is added to every 202. Records
 		// still batch while the broker's in-flight produce requests (5 with idempotence) are busy.
 		ProducerLinger:  e.DurationRange("VIGIL_INGEST_PRODUCER_LINGER", 0, 0, time.Second),
-		StartupTimeout:  e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", 30*time.Second),
+		StartupTimeout:  e.Duration("VIGIL_INGEST_STARTUP_TIMEOUT", time.Minute),
 		ShutdownTimeout: e.Duration("VIGIL_INGEST_SHUTDOWN_TIMEOUT", 15*time.Second),
 		CardKeyID:       e.String("VIGIL_INGEST_CARD_KEY_ID", "k1"),
 		CardHMACKey:     []byte(e.Secret("VIGIL_INGEST_CARD_HMAC_KEY", true)),

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -86,11 +87,25 @@ func (r *Relay) Close() { r.cl.Close() }
 func (r *Relay) Run(ctx context.Context) error {
 	// Fence older producers with our transactional id and abort what they left open, so the
 	// recovery read below sees the final state of their batches.
-	if _, _, err := r.cl.ProducerID(ctx); err != nil {
+	// A broker that is down (or restarting) at start is waited for, not a reason to exit: the
+	// rest of alerting serves meanwhile and labels wait in the outbox.
+	for {
+		_, _, err := r.cl.ProducerID(ctx)
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("label relay init: %w", err)
+		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+			return fmt.Errorf("label relay init: %w", err)
+		}
+		r.log.Warn("label relay waiting for the broker", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
 	}
 	t := time.NewTicker(r.cfg.PollInterval)
 	defer t.Stop()

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -194,26 +193,6 @@ type discardObserver struct{}
 
 func (discardObserver) Observe(float64) {}
 
-// Event converts a transaction to what the feature definitions see.
-func Event(tx *fraudv1.Transaction) features.Event {
-	ch := ""
-	if c := tx.GetChannel(); c != fraudv1.Channel_CHANNEL_UNSPECIFIED {
-		ch = strings.ToLower(strings.TrimPrefix(c.String(), "CHANNEL_"))
-	}
-	return features.Event{
-		TransactionID: tx.GetId(),
-		AccountID:     tx.GetAccountId(),
-		CardToken:     tx.GetCard().GetToken(),
-		MerchantID:    tx.GetMerchantId(),
-		TerminalID:    tx.GetTerminalId(),
-		DeviceID:      tx.GetDeviceId(),
-		Country:       tx.GetCountry(),
-		Channel:       ch,
-		AmountMinor:   tx.GetAmountMinor(),
-		EventTime:     tx.GetEventTime().AsTime(),
-	}
-}
-
 // decodeTx decodes and validates one tx.v1 record.
 func decodeTx(r *kgo.Record) (*fraudv1.Transaction, error) {
 	tx := &fraudv1.Transaction{}
@@ -289,7 +268,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			continue
 		}
 		span.SetAttributes(telemetry.TransactionID(tx.GetId()))
-		items = append(items, item{rec: r, tx: tx, ev: Event(tx), ctx: sctx, span: span})
+		items = append(items, item{rec: r, tx: tx, ev: features.FromTransaction(tx), ctx: sctx, span: span})
 	}
 	fail := func(err error) ([]*kgo.Record, error) {
 		for _, it := range items {
@@ -478,7 +457,7 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 		if err != nil {
 			return nil // dead-lettered when it was first processed
 		}
-		batch = append(batch, Event(tx))
+		batch = append(batch, features.FromTransaction(tx))
 		if len(batch) == 1000 {
 			return foldBatch()
 		}

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -131,28 +130,5 @@ func TestTransformMarksLateEvents(t *testing.T) {
 	}
 	if p.Stats.Late.Load() != 1 {
 		t.Errorf("late count %d", p.Stats.Late.Load())
-	}
-}
-
-func TestEventChannel(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in   fraudv1.Channel
-		want string
-	}{
-		{fraudv1.Channel_CHANNEL_UNSPECIFIED, ""},
-		{fraudv1.Channel_CHANNEL_CARD_PRESENT, "card_present"},
-		{fraudv1.Channel_CHANNEL_CONTACTLESS, "contactless"},
-	}
-	for _, tt := range tests {
-		if got := Event(&fraudv1.Transaction{Channel: tt.in}).Channel; got != tt.want {
-			t.Errorf("%v: %q, want %q", tt.in, got, tt.want)
-		}
-	}
-	for _, c := range features.Channels {
-		v := fraudv1.Channel_value["CHANNEL_"+strings.ToUpper(c)]
-		if v == 0 {
-			t.Errorf("feature channel %q has no proto enum", c)
-		}
 	}
 }

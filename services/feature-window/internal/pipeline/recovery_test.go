@@ -48,7 +48,7 @@ func genLog(t *testing.T, n int, seed uint64) (memLog, map[string][]float64) {
 				t.Fatal(err)
 			}
 			r.Partition = p
-			if v := off[p].Next(Event(tx)); v != nil {
+			if v := off[p].Next(features.FromTransaction(tx)); v != nil {
 				want[tx.Id] = v
 			}
 			if rng.Float64() < 0.02 { // a client retry whose first attempt was written anyway
@@ -60,7 +60,7 @@ func genLog(t *testing.T, n int, seed uint64) (memLog, map[string][]float64) {
 				r.Offset = int64(len(log[p]))
 				log[p] = append(log[p], r)
 				r = dup
-				if off[p].Next(Event(tx)) != nil {
+				if off[p].Next(features.FromTransaction(tx)) != nil {
 					t.Fatal("offline did not see the duplicate")
 				}
 			}
