@@ -8,7 +8,12 @@ import (
 )
 
 // accountCodecVersion is the first byte of an encoded Account; bump it when the layout changes.
-const accountCodecVersion = 2
+// Version 2 (fs-2) also kept the sum and sum of squares of rounded major units in the 30-day
+// tiles; UnmarshalBinary still reads it and drops them, so state checkpointed by fs-2 loads.
+const (
+	accountCodecVersion   = 3
+	accountCodecVersionMQ = 2
+)
 
 // MarshalBinary encodes a compactly (varints, tiles as deltas of their index): the value the
 // feature-window service checkpoints to Redis. Map entries are sorted, so equal states encode
@@ -24,7 +29,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	b = binary.AppendVarint(b, a.Last)
 	b = appendString(b, a.Country)
 	for i := range a.Windows {
-		b = appendTiles(b, a.Windows[i], i == zWindow)
+		b = appendTiles(b, a.Windows[i])
 	}
 	for _, r := range []recent{a.Merchants, a.Terminals, a.Countries, a.TxIDs} {
 		b = appendRecent(b, r)
@@ -38,7 +43,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	for _, k := range cards {
 		b = appendString(b, k)
 		for i := range a.Cards[k] {
-			b = appendTiles(b, a.Cards[k][i], false)
+			b = appendTiles(b, a.Cards[k][i])
 		}
 	}
 	return b, nil
@@ -49,7 +54,7 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendTiles(b []byte, ts tiles, withMQ bool) []byte {
+func appendTiles(b []byte, ts tiles) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ts)))
 	prev := int64(0)
 	for _, t := range ts {
@@ -57,10 +62,6 @@ func appendTiles(b []byte, ts tiles, withMQ bool) []byte {
 		prev = t.I
 		b = binary.AppendVarint(b, t.C)
 		b = binary.AppendVarint(b, t.S)
-		if withMQ {
-			b = binary.AppendVarint(b, t.M)
-			b = binary.AppendVarint(b, t.Q)
-		}
 	}
 	return b
 }
@@ -124,6 +125,7 @@ func (d *decoder) string() string {
 	return s
 }
 
+// tiles decodes a window; withMQ skips the two fields version 2 kept after the sum.
 func (d *decoder) tiles(withMQ bool) tiles {
 	n := d.len()
 	if n == 0 {
@@ -137,7 +139,8 @@ func (d *decoder) tiles(withMQ bool) tiles {
 		prev = t.I
 		t.C, t.S = d.varint(), d.varint()
 		if withMQ {
-			t.M, t.Q = d.varint(), d.varint()
+			d.varint()
+			d.varint()
 		}
 	}
 	return ts
@@ -158,7 +161,7 @@ func (d *decoder) recent() recent {
 
 // UnmarshalBinary decodes what MarshalBinary encoded.
 func (a *Account) UnmarshalBinary(b []byte) error {
-	if len(b) < 2 || b[0] != accountCodecVersion {
+	if len(b) < 2 || (b[0] != accountCodecVersion && b[0] != accountCodecVersionMQ) {
 		return fmt.Errorf("%w: version %v", errCorrupt, b[:min(1, len(b))])
 	}
 	d := &decoder{b: b[2:]}
@@ -166,7 +169,7 @@ func (a *Account) UnmarshalBinary(b []byte) error {
 	a.Last = d.varint()
 	a.Country = d.string()
 	for i := range a.Windows {
-		a.Windows[i] = d.tiles(i == zWindow)
+		a.Windows[i] = d.tiles(b[0] == accountCodecVersionMQ && i == ratioWindow)
 	}
 	a.Merchants, a.Terminals, a.Countries, a.TxIDs = d.recent(), d.recent(), d.recent(), d.recent()
 	if n := d.len(); n > 0 {
