@@ -8,8 +8,9 @@ import (
 )
 
 // accountCodecVersion is the first byte of an encoded Account; bump it when the layout changes.
-// Version 2 (fs-2) also kept the sum and sum of squares of rounded major units in the 30-day
-// tiles; UnmarshalBinary still reads it and drops them, so state checkpointed by fs-2 loads.
+// Version 3 keeps A and X in the 30-day tiles. Version 2 (fs-2) kept the sum and sum of squares
+// of rounded major units there instead; UnmarshalBinary still reads it (dropping them, A and X
+// zero), so state checkpointed by fs-2 loads.
 const (
 	accountCodecVersion   = 3
 	accountCodecVersionMQ = 2
@@ -29,7 +30,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	b = binary.AppendVarint(b, a.Last)
 	b = appendString(b, a.Country)
 	for i := range a.Windows {
-		b = appendTiles(b, a.Windows[i])
+		b = appendTiles(b, a.Windows[i], i == ratioWindow)
 	}
 	for _, r := range []recent{a.Merchants, a.Terminals, a.Countries, a.TxIDs} {
 		b = appendRecent(b, r)
@@ -43,7 +44,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	for _, k := range cards {
 		b = appendString(b, k)
 		for i := range a.Cards[k] {
-			b = appendTiles(b, a.Cards[k][i])
+			b = appendTiles(b, a.Cards[k][i], false)
 		}
 	}
 	return b, nil
@@ -54,7 +55,7 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendTiles(b []byte, ts tiles) []byte {
+func appendTiles(b []byte, ts tiles, withAX bool) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ts)))
 	prev := int64(0)
 	for _, t := range ts {
@@ -62,6 +63,10 @@ func appendTiles(b []byte, ts tiles) []byte {
 		prev = t.I
 		b = binary.AppendVarint(b, t.C)
 		b = binary.AppendVarint(b, t.S)
+		if withAX {
+			b = binary.AppendVarint(b, t.A)
+			b = binary.AppendVarint(b, t.X)
+		}
 	}
 	return b
 }
@@ -125,8 +130,9 @@ func (d *decoder) string() string {
 	return s
 }
 
-// tiles decodes a window; withMQ skips the two fields version 2 kept after the sum.
-func (d *decoder) tiles(withMQ bool) tiles {
+// tiles decodes a window: withAX reads A and X after the sum, withMQ skips the two fields
+// version 2 kept there.
+func (d *decoder) tiles(withAX, withMQ bool) tiles {
 	n := d.len()
 	if n == 0 {
 		return nil
@@ -138,7 +144,10 @@ func (d *decoder) tiles(withMQ bool) tiles {
 		t.I = prev + d.varint()
 		prev = t.I
 		t.C, t.S = d.varint(), d.varint()
-		if withMQ {
+		switch {
+		case withAX:
+			t.A, t.X = d.varint(), d.varint()
+		case withMQ:
 			d.varint()
 			d.varint()
 		}
@@ -169,7 +178,7 @@ func (a *Account) UnmarshalBinary(b []byte) error {
 	a.Last = d.varint()
 	a.Country = d.string()
 	for i := range a.Windows {
-		a.Windows[i] = d.tiles(b[0] == accountCodecVersionMQ && i == ratioWindow)
+		a.Windows[i] = d.tiles(b[0] == accountCodecVersion && i == ratioWindow, b[0] == accountCodecVersionMQ && i == ratioWindow)
 	}
 	a.Merchants, a.Terminals, a.Countries, a.TxIDs = d.recent(), d.recent(), d.recent(), d.recent()
 	if n := d.len(); n > 0 {
@@ -177,7 +186,7 @@ func (a *Account) UnmarshalBinary(b []byte) error {
 		for range n {
 			k := d.string()
 			cw := &[2]tiles{}
-			cw[0], cw[1] = d.tiles(false), d.tiles(false)
+			cw[0], cw[1] = d.tiles(false, false), d.tiles(false, false)
 			a.Cards[k] = cw
 		}
 	}

@@ -50,8 +50,10 @@ var Names = []string{
 	"account_distinct_merchants_1d", // merchants (and below terminals, countries) last seen within 24 h of the event
 	"account_distinct_terminals_1d",
 	"account_distinct_countries_1d",
-	"account_seconds_since_prev", // since the account's latest earlier-applied event; 30 d when none, 0 when out of order
-	"account_amount_ratio_30d",   // amount ÷ the account's mean over its previous 30 daily tiles; 1 with none, or a mean below 1.00
+	"account_seconds_since_prev",   // since the account's latest earlier-applied event; 30 d when none, 0 when out of order
+	"account_amount_ratio_30d",     // amount ÷ the account's mean over its previous 30 daily tiles; 1 with none, or a mean below 1.00
+	"account_max_amount_ratio_14d", // highest account_amount_ratio_30d of the account's previous events in 14 daily tiles; 0 with none
+	"account_anomalies_14d",        // of those events, how many had account_amount_ratio_30d >= 3
 	"card_count_1h",
 	"card_count_1d",
 	"device_distinct_accounts_1d",

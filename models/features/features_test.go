@@ -373,3 +373,39 @@ func TestDuplicateTransactionIsNotCountedTwice(t *testing.T) {
 		t.Errorf("Duplicates = %d, want 1", o.Duplicates)
 	}
 }
+
+// TestAmountAnomalies: the highest amount ratio of the account's previous events within 14
+// daily tiles, and how many of them were at least 3 times the mean before them.
+func TestAmountAnomalies(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		before    []int64 // minor units, one event an hour before the probe each
+		gap       time.Duration
+		wantMax   float64
+		wantCount float64
+	}{
+		{"no history", nil, 0, 0, 0},
+		{"first event has ratio 1", []int64{1000}, 0, 1, 0},
+		{"5 times the mean", []int64{1000, 1000, 5000}, 0, 5, 1},
+		{"2.5 times: not anomalous", []int64{1000, 2500}, 0, 2.5, 0},
+		{"exactly 3 times counts", []int64{1000, 3000}, 0, 3, 1},
+		{"two anomalies", []int64{1000, 4000, 1000, 10000}, 0, 10000.0 / 2000, 2},
+		{"13 daily tiles later: kept", []int64{1000, 5000}, 13 * day, 5, 1},
+		{"14 daily tiles later: forgotten", []int64{1000, 5000}, 14 * day, 0, 0},
+	}
+	for _, tt := range tests {
+		o := NewOffline()
+		for i, m := range tt.before {
+			o.Next(ev(fmt.Sprint(i), "a", t0.Add(time.Duration(i)*time.Hour), m))
+		}
+		v := o.Next(ev("p", "a", t0.Add(time.Duration(len(tt.before))*time.Hour+tt.gap), 1000))
+		if got := val(v, "account_max_amount_ratio_14d"); got != tt.wantMax {
+			t.Errorf("%s: account_max_amount_ratio_14d = %v, want %v", tt.name, got, tt.wantMax)
+		}
+		if got := val(v, "account_anomalies_14d"); got != tt.wantCount {
+			t.Errorf("%s: account_anomalies_14d = %v, want %v", tt.name, got, tt.wantCount)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package features
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -16,8 +17,10 @@ import (
 //   - Shared: terminals and devices, which span accounts and so partitions. The stream reads
 //     them from Redis and writes its deltas there; Offline keeps them in MemShared.
 
-// A tile is one time bucket of a window: its index, count and sum of minor units.
-type tile struct{ I, C, S int64 }
+// A tile is one time bucket of a window: its index, count and sum of minor units and, in the
+// 30-day window, the count of anomalous amounts (A) and the highest amount ratio (X, in
+// thousandths) of its events (see amountRatio).
+type tile struct{ I, C, S, A, X int64 }
 
 // tiles is one window's non-empty tiles in ascending order of index.
 type tiles []tile
@@ -28,7 +31,7 @@ func (ts tiles) sum(lo, hi int64) (t tile) {
 		if x.I > hi {
 			break
 		}
-		t.C, t.S = t.C+x.C, t.S+x.S
+		t.C, t.S, t.A, t.X = t.C+x.C, t.S+x.S, t.A+x.A, max(t.X, x.X)
 	}
 	return t
 }
@@ -52,7 +55,7 @@ func (ts *tiles) add(d tile) (created bool) {
 	}
 	x := &(*ts)[i]
 	created = x.C == 0 || x.S == 0
-	x.C, x.S = x.C+d.C, x.S+d.S
+	x.C, x.S, x.A, x.X = x.C+d.C, x.S+d.S, x.A+d.A, max(x.X, d.X)
 	return created
 }
 
@@ -139,6 +142,22 @@ var accountWindows = [5]window{
 
 const ratioWindow = 4 // accountWindows index of the window account_amount_ratio_30d uses
 
+// anomalyTiles is how many of ratioWindow's tiles (days) the anomaly features read, and
+// anomalyRatio the amount ratio from which an amount counts as anomalous.
+const (
+	anomalyTiles = 14
+	anomalyRatio = 3
+)
+
+// amountRatio is the amount over the mean amount of prev (the account's previous 30 daily
+// tiles); 1 with no previous event, or a mean below 1.00 (refunds, tiny amounts).
+func amountRatio(prev tile, amountMinor int64) float64 {
+	if prev.C > 0 && prev.S >= prev.C*100 {
+		return float64(amountMinor) * float64(prev.C) / float64(prev.S)
+	}
+	return 1
+}
+
 // TerminalTile is the length of a terminal tile: terminal features read the whole tiles that
 // ended at least LabelDelay before the event (Handbook: the LabelDelay before the event, to
 // the hour; whole days lost a compromised terminal's first known day half the time).
@@ -187,6 +206,7 @@ type Shared interface {
 // reads is what an event's features read from the state before it.
 type reads struct {
 	acct                 [5]tile
+	anomalies            tile // A and X over the last anomalyTiles of ratioWindow
 	merchants, terminals int64
 	countries            int64
 	last                 int64
@@ -218,6 +238,9 @@ func read(cfg Config, a *Account, sh Shared, ev Event) reads {
 	for i, w := range accountWindows {
 		cur := TileIndex(t, w.tile)
 		r.acct[i] = a.Windows[i].sum(cur-int64(w.n)+1, cur)
+		if i == ratioWindow {
+			r.anomalies = a.Windows[i].sum(cur-anomalyTiles+1, cur)
+		}
 	}
 	dayAgo := ms - day.Milliseconds()
 	r.merchants = a.Merchants.count(ev.MerchantID, dayAgo)
@@ -325,7 +348,16 @@ func Apply(cfg Config, a *Account, sh Shared, ev Event) (late bool) {
 	}
 	for i, w := range accountWindows {
 		cur := TileIndex(t, w.tile)
-		if a.Windows[i].add(tile{I: cur, C: 1, S: ev.AmountMinor}) {
+		d := tile{I: cur, C: 1, S: ev.AmountMinor}
+		if i == ratioWindow {
+			// The event's amount ratio as its features saw it (the state before it).
+			ratio := amountRatio(a.Windows[i].sum(cur-int64(w.n)+1, cur), ev.AmountMinor)
+			d.X = int64(math.Round(ratio * 1000))
+			if ratio >= anomalyRatio {
+				d.A = 1
+			}
+		}
+		if a.Windows[i].add(d) {
 			// The oldest tile any non-late later event can read: its time is >= t - lateness.
 			a.Windows[i].prune(TileIndex(t.Add(-L), w.tile) - int64(w.n) + 1)
 		}

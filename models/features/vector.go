@@ -33,11 +33,8 @@ func vector(r reads, ev Event) []float64 {
 	}
 	out = append(out, gap.Seconds())
 
-	ratio := 1.0
-	if rt := r.acct[ratioWindow]; rt.C > 0 && rt.S >= rt.C*100 {
-		ratio = float64(ev.AmountMinor) * float64(rt.C) / float64(rt.S)
-	}
-	out = append(out, ratio)
+	out = append(out, amountRatio(r.acct[ratioWindow], ev.AmountMinor))
+	out = append(out, float64(r.anomalies.X)/1000, float64(r.anomalies.A))
 
 	if ev.CardToken != "" {
 		out = append(out, float64(r.card[0]+1), float64(r.card[1]+1))
