@@ -88,7 +88,7 @@ func TestLabelsNewerThanDelayNeverChangeFeatures(t *testing.T) {
 			changedAfter++
 		}
 	}
-	// fs-2 calls them terminal_fraud_ratio_*, the Handbook TERMINAL_ID_RISK_*.
+	// fs-3 calls them terminal_fraud_ratio_*, the Handbook TERMINAL_ID_RISK_*.
 	usesLabels := slices.ContainsFunc(features.Names, func(n string) bool {
 		return strings.Contains(n, "fraud") || strings.Contains(n, "risk")
 	})

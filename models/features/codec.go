@@ -8,7 +8,13 @@ import (
 )
 
 // accountCodecVersion is the first byte of an encoded Account; bump it when the layout changes.
-const accountCodecVersion = 2
+// Version 3 keeps A and X in the 30-day tiles. Version 2 (fs-2) kept the sum and sum of squares
+// of rounded major units there instead; UnmarshalBinary still reads it (dropping them, A and X
+// zero), so state checkpointed by fs-2 loads.
+const (
+	accountCodecVersion   = 3
+	accountCodecVersionMQ = 2
+)
 
 // MarshalBinary encodes a compactly (varints, tiles as deltas of their index): the value the
 // feature-window service checkpoints to Redis. Map entries are sorted, so equal states encode
@@ -24,7 +30,7 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	b = binary.AppendVarint(b, a.Last)
 	b = appendString(b, a.Country)
 	for i := range a.Windows {
-		b = appendTiles(b, a.Windows[i], i == zWindow)
+		b = appendTiles(b, a.Windows[i], i == ratioWindow)
 	}
 	for _, r := range []recent{a.Merchants, a.Terminals, a.Countries, a.TxIDs} {
 		b = appendRecent(b, r)
@@ -49,7 +55,7 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendTiles(b []byte, ts tiles, withMQ bool) []byte {
+func appendTiles(b []byte, ts tiles, withAX bool) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ts)))
 	prev := int64(0)
 	for _, t := range ts {
@@ -57,9 +63,9 @@ func appendTiles(b []byte, ts tiles, withMQ bool) []byte {
 		prev = t.I
 		b = binary.AppendVarint(b, t.C)
 		b = binary.AppendVarint(b, t.S)
-		if withMQ {
-			b = binary.AppendVarint(b, t.M)
-			b = binary.AppendVarint(b, t.Q)
+		if withAX {
+			b = binary.AppendVarint(b, t.A)
+			b = binary.AppendVarint(b, t.X)
 		}
 	}
 	return b
@@ -124,7 +130,9 @@ func (d *decoder) string() string {
 	return s
 }
 
-func (d *decoder) tiles(withMQ bool) tiles {
+// tiles decodes a window: withAX reads A and X after the sum, withMQ skips the two fields
+// version 2 kept there.
+func (d *decoder) tiles(withAX, withMQ bool) tiles {
 	n := d.len()
 	if n == 0 {
 		return nil
@@ -136,8 +144,12 @@ func (d *decoder) tiles(withMQ bool) tiles {
 		t.I = prev + d.varint()
 		prev = t.I
 		t.C, t.S = d.varint(), d.varint()
-		if withMQ {
-			t.M, t.Q = d.varint(), d.varint()
+		switch {
+		case withAX:
+			t.A, t.X = d.varint(), d.varint()
+		case withMQ:
+			d.varint()
+			d.varint()
 		}
 	}
 	return ts
@@ -158,7 +170,7 @@ func (d *decoder) recent() recent {
 
 // UnmarshalBinary decodes what MarshalBinary encoded.
 func (a *Account) UnmarshalBinary(b []byte) error {
-	if len(b) < 2 || b[0] != accountCodecVersion {
+	if len(b) < 2 || (b[0] != accountCodecVersion && b[0] != accountCodecVersionMQ) {
 		return fmt.Errorf("%w: version %v", errCorrupt, b[:min(1, len(b))])
 	}
 	d := &decoder{b: b[2:]}
@@ -166,7 +178,7 @@ func (a *Account) UnmarshalBinary(b []byte) error {
 	a.Last = d.varint()
 	a.Country = d.string()
 	for i := range a.Windows {
-		a.Windows[i] = d.tiles(i == zWindow)
+		a.Windows[i] = d.tiles(b[0] == accountCodecVersion && i == ratioWindow, b[0] == accountCodecVersionMQ && i == ratioWindow)
 	}
 	a.Merchants, a.Terminals, a.Countries, a.TxIDs = d.recent(), d.recent(), d.recent(), d.recent()
 	if n := d.len(); n > 0 {
@@ -174,7 +186,7 @@ func (a *Account) UnmarshalBinary(b []byte) error {
 		for range n {
 			k := d.string()
 			cw := &[2]tiles{}
-			cw[0], cw[1] = d.tiles(false), d.tiles(false)
+			cw[0], cw[1] = d.tiles(false, false), d.tiles(false, false)
 			a.Cards[k] = cw
 		}
 	}

@@ -2,6 +2,7 @@ package features
 
 import (
 	"bytes"
+	"encoding/binary"
 	"reflect"
 	"testing"
 )
@@ -78,4 +79,39 @@ func FuzzAccountCodec(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestAccountCodecReadsVersion2: state checkpointed by fs-2, whose 30-day tiles also carried
+// two fields for the z-score, loads with those fields dropped.
+func TestAccountCodecReadsVersion2(t *testing.T) {
+	t.Parallel()
+	want := &Account{HasLast: true, Last: 7, Country: "FR"}
+	want.Windows[ratioWindow] = tiles{{I: 10, C: 2, S: 300}, {I: 12, C: 1, S: 50}}
+	want.Windows[0] = tiles{{I: 4, C: 1, S: 9}}
+	// The same state as fs-2 wrote it: version 2, and M, Q after each 30-day tile's sum.
+	v2 := []byte{accountCodecVersionMQ, 1}
+	v2 = binary.AppendVarint(v2, 7)
+	v2 = appendString(v2, "FR")
+	for i, ts := range want.Windows {
+		v2 = binary.AppendUvarint(v2, uint64(len(ts)))
+		prev := int64(0)
+		for _, x := range ts {
+			v2 = binary.AppendVarint(v2, x.I-prev)
+			prev = x.I
+			v2 = binary.AppendVarint(v2, x.C)
+			v2 = binary.AppendVarint(v2, x.S)
+			if i == ratioWindow {
+				v2 = binary.AppendVarint(v2, 3)
+				v2 = binary.AppendVarint(v2, 5)
+			}
+		}
+	}
+	v2 = append(v2, 0, 0, 0, 0, 0) // merchants, terminals, countries and ids empty; no cards
+	var got Account
+	if err := got.UnmarshalBinary(v2); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("decoded %+v, want %+v", got, *want)
+	}
 }

@@ -23,7 +23,7 @@ import (
 
 // SchemaVersion identifies the feature definition below. Model artifacts record it and scoring
 // refuses a model whose schema differs from the stream's.
-const SchemaVersion = "fs-2"
+const SchemaVersion = "fs-3"
 
 // Names lists the features in vector order. Treat it as read-only.
 //
@@ -50,12 +50,14 @@ var Names = []string{
 	"account_distinct_merchants_1d", // merchants (and below terminals, countries) last seen within 24 h of the event
 	"account_distinct_terminals_1d",
 	"account_distinct_countries_1d",
-	"account_seconds_since_prev", // since the account's latest earlier-applied event; 30 d when none, 0 when out of order
-	"account_amount_zscore_30d",  // vs the account's previous 30 daily tiles; 0 with < 2 previous or no spread
+	"account_seconds_since_prev",   // since the account's latest earlier-applied event; 30 d when none, 0 when out of order
+	"account_amount_ratio_30d",     // amount ÷ the account's mean over its previous 30 daily tiles; 1 with none, or a mean below 1.00
+	"account_max_amount_ratio_14d", // highest account_amount_ratio_30d of the account's previous events in 14 daily tiles; 0 with none
+	"account_anomalies_14d",        // of those events, how many had account_amount_ratio_30d >= 3
 	"card_count_1h",
 	"card_count_1d",
 	"device_distinct_accounts_1d",
-	"terminal_count_1d", // terminal features cover whole days ending LabelDelay before the event's day (Handbook)
+	"terminal_count_1d", // terminal features cover the whole TerminalTiles that ended at least LabelDelay before the event
 	"terminal_count_7d",
 	"terminal_count_30d",
 	"terminal_fraud_ratio_1d",
@@ -76,7 +78,7 @@ var Channels = []string{"card_present", "ecommerce", "moto", "atm", "contactless
 
 // Config holds the parameters of the definitions. Stream and offline must use the same values.
 type Config struct {
-	// LabelDelay: terminal features use days that ended at least this long before the event,
+	// LabelDelay: terminal features use tiles that ended at least this long before the event,
 	// and a fraud label counts only if known within LabelDelay of its transaction.
 	LabelDelay time.Duration
 	// AllowedLateness: an event more than this much older than its account's newest applied

@@ -34,7 +34,7 @@ func TestVectorShapeAndTransactionFeatures(t *testing.T) {
 			map[string]float64{"is_night": 1, "is_weekend": 1, "amount": 0.05}},
 		{"refund keeps its sign", ev("", "a", wed, -250), map[string]float64{"amount": -2.5, "account_sum_1h": -2.5}},
 		{"unknown channel sets none", Event{AccountID: "a", EventTime: wed, Channel: "phone"}, map[string]float64{"channel_card_present": 0, "channel_ecommerce": 0}},
-		{"first event has no previous", ev("", "a", wed, 1), map[string]float64{"account_seconds_since_prev": (30 * day).Seconds(), "account_amount_zscore_30d": 0}},
+		{"first event has no previous", ev("", "a", wed, 1), map[string]float64{"account_seconds_since_prev": (30 * day).Seconds(), "account_amount_ratio_30d": 1}},
 		{"no card, device, terminal", ev("", "a", wed, 1), map[string]float64{"card_count_1h": 0, "device_distinct_accounts_1d": 0, "terminal_count_30d": 0}},
 	}
 	for _, tt := range tests {
@@ -79,7 +79,7 @@ func TestNamesAreUnique(t *testing.T) {
 
 func TestSchemaHash(t *testing.T) {
 	t.Parallel()
-	sum := sha256.Sum256([]byte("fs-2," + strings.Join(Names, ",")))
+	sum := sha256.Sum256([]byte("fs-3," + strings.Join(Names, ",")))
 	if got, want := SchemaHash(), hex.EncodeToString(sum[:])[:16]; got != want {
 		t.Errorf("SchemaHash() = %q, want %q", got, want)
 	}
@@ -245,11 +245,11 @@ func TestCrossEntityFeatures(t *testing.T) {
 	}
 }
 
-// TestTerminalDelayedFraudRatio: the Handbook's features over whole days ending before
-// event day - delay - 1, with labels known within the delay.
+// TestTerminalDelayedFraudRatio: terminal windows of whole 3-hour tiles that ended at least
+// the delay before the event, with labels known within the delay.
 func TestTerminalDelayedFraudRatio(t *testing.T) {
 	t.Parallel()
-	d0 := time.Date(2018, 4, 2, 10, 0, 0, 0, time.UTC)
+	d0 := time.Date(2018, 4, 2, 10, 0, 0, 0, time.UTC) // tile [09:00, 12:00)
 	cfg := DefaultConfig()
 	tests := []struct {
 		name       string
@@ -258,10 +258,12 @@ func TestTerminalDelayedFraudRatio(t *testing.T) {
 		wantCount  float64
 		wantRatio  float64
 	}{
-		{"inside the delay: nothing", 7 * day, 6 * day, 0, 0},
-		{"delay + 1 day: counted", 8 * day, 6 * day, 2, 0.5},
+		{"tile ends less than the delay before: nothing", 7*day + 2*time.Hour - time.Second, 6 * day, 0, 0},
+		{"tile ends the delay before: counted", 7*day + 2*time.Hour, 6 * day, 2, 0.5},
+		{"label known at the delay counts", 7*day + 2*time.Hour, 7 * day, 2, 0.5},
 		{"label later than the delay ignored", 8 * day, 7*day + time.Second, 2, 0},
-		{"older than 1 day window", 9 * day, 6 * day, 0, 0},
+		{"last moment in the 1-day window", 8*day + 2*time.Hour - time.Second, 6 * day, 2, 0.5},
+		{"out of the 1-day window", 8*day + 2*time.Hour, 6 * day, 0, 0},
 	}
 	for _, tt := range tests {
 		o := NewOfflineConfig(cfg)
@@ -276,21 +278,63 @@ func TestTerminalDelayedFraudRatio(t *testing.T) {
 		if got := val(v, "terminal_fraud_ratio_1d"); got != tt.wantRatio {
 			t.Errorf("%s: terminal_fraud_ratio_1d = %v, want %v", tt.name, got, tt.wantRatio)
 		}
-		if got := val(v, "terminal_count_30d"); tt.probeAfter >= 8*day && got != 2 {
+		if got := val(v, "terminal_count_30d"); tt.probeAfter >= 7*day+2*time.Hour && got != 2 {
 			t.Errorf("%s: terminal_count_30d = %v, want 2", tt.name, got)
 		}
 	}
 }
 
-func TestZScore(t *testing.T) {
+// TestTerminalTilesRead: the newest tile read ended at or before t - delay, and every label
+// that can count for it is known by then.
+func TestTerminalTilesRead(t *testing.T) {
 	t.Parallel()
-	o := NewOffline()
+	for _, cfg := range []Config{DefaultConfig(), {LabelDelay: 90 * time.Minute}, {LabelDelay: 0}} {
+		for _, at := range []time.Time{time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC), time.Date(2018, 4, 2, 13, 59, 59, 0, time.UTC)} {
+			lo, hi := TerminalTilesRead(cfg, at)
+			end := time.UnixMilli((hi + 1) * TerminalTile.Milliseconds()).UTC()
+			if end.After(at.Add(-cfg.LabelDelay)) || !end.Add(TerminalTile).After(at.Add(-cfg.LabelDelay)) {
+				t.Errorf("delay %v, event %v: newest tile ends %v, want the last end at or before %v", cfg.LabelDelay, at, end, at.Add(-cfg.LabelDelay))
+			}
+			// The last transaction of tile hi has its label counted only if known by end + delay <= at.
+			l := Label{TransactionID: "x", TerminalID: "T", Fraud: true, TransactionTime: end.Add(-time.Millisecond), KnownAt: end.Add(-time.Millisecond).Add(cfg.LabelDelay)}
+			if tile, ok := LabelFraudTile(cfg, l); !ok || tile != hi || l.KnownAt.After(at) {
+				t.Errorf("delay %v, event %v: label of tile %d (counts %v) known at %v", cfg.LabelDelay, at, tile, ok, l.KnownAt)
+			}
+			if hi-lo+1 != 30*8 {
+				t.Errorf("reads %d tiles, want 30 days of 3 hours", hi-lo+1)
+			}
+		}
+	}
+}
+
+// TestAmountRatio: the amount over the account's mean amount of its previous 30 daily tiles.
+func TestAmountRatio(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
-	o.Next(ev("1", "a", t0, 1000))
-	o.Next(ev("2", "a", t0.Add(time.Hour), 3000))
-	v := o.Next(ev("3", "a", t0.Add(2*time.Hour), 4000)) // mean 20, sd 10
-	if got := val(v, "account_amount_zscore_30d"); got != 2 {
-		t.Errorf("zscore = %v, want 2", got)
+	tests := []struct {
+		name   string
+		before []int64 // minor units, one event an hour before the probe each
+		gap    time.Duration
+		probe  int64
+		want   float64
+	}{
+		{"no history", nil, 0, 4000, 1},
+		{"twice the mean", []int64{1000, 3000}, 0, 4000, 2},
+		{"a fifth of it", []int64{5000}, 0, 1000, 0.2},
+		{"mean below 1.00", []int64{50, 120}, 0, 4000, 1},
+		{"refunds", []int64{-3000, 1000}, 0, 4000, 1},
+		{"30 daily tiles later: forgotten", []int64{1000}, 30 * day, 4000, 1},
+		{"29 daily tiles later: kept", []int64{1000}, 29 * day, 4000, 4},
+	}
+	for _, tt := range tests {
+		o := NewOffline()
+		for i, m := range tt.before {
+			o.Next(ev(fmt.Sprint(i), "a", t0.Add(time.Duration(i)*time.Hour), m))
+		}
+		v := o.Next(ev("p", "a", t0.Add(time.Duration(len(tt.before))*time.Hour+tt.gap), tt.probe))
+		if got := val(v, "account_amount_ratio_30d"); got != tt.want {
+			t.Errorf("%s: account_amount_ratio_30d = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -358,5 +402,41 @@ func TestDuplicateRememberedByReceiptTime(t *testing.T) {
 	o.Next(at("much-later", 80*time.Hour, DedupWindow+time.Hour))
 	if o.Next(at("t1", 0, DedupWindow+2*time.Hour)) == nil {
 		t.Error("t1 received again beyond the window should count again")
+	}
+}
+
+// TestAmountAnomalies: the highest amount ratio of the account's previous events within 14
+// daily tiles, and how many of them were at least 3 times the mean before them.
+func TestAmountAnomalies(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2018, 4, 2, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		before    []int64 // minor units, one event an hour before the probe each
+		gap       time.Duration
+		wantMax   float64
+		wantCount float64
+	}{
+		{"no history", nil, 0, 0, 0},
+		{"first event has ratio 1", []int64{1000}, 0, 1, 0},
+		{"5 times the mean", []int64{1000, 1000, 5000}, 0, 5, 1},
+		{"2.5 times: not anomalous", []int64{1000, 2500}, 0, 2.5, 0},
+		{"exactly 3 times counts", []int64{1000, 3000}, 0, 3, 1},
+		{"two anomalies", []int64{1000, 4000, 1000, 10000}, 0, 10000.0 / 2000, 2},
+		{"13 daily tiles later: kept", []int64{1000, 5000}, 13 * day, 5, 1},
+		{"14 daily tiles later: forgotten", []int64{1000, 5000}, 14 * day, 0, 0},
+	}
+	for _, tt := range tests {
+		o := NewOffline()
+		for i, m := range tt.before {
+			o.Next(ev(fmt.Sprint(i), "a", t0.Add(time.Duration(i)*time.Hour), m))
+		}
+		v := o.Next(ev("p", "a", t0.Add(time.Duration(len(tt.before))*time.Hour+tt.gap), 1000))
+		if got := val(v, "account_max_amount_ratio_14d"); got != tt.wantMax {
+			t.Errorf("%s: account_max_amount_ratio_14d = %v, want %v", tt.name, got, tt.wantMax)
+		}
+		if got := val(v, "account_anomalies_14d"); got != tt.wantCount {
+			t.Errorf("%s: account_anomalies_14d = %v, want %v", tt.name, got, tt.wantCount)
+		}
 	}
 }

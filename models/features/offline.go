@@ -47,24 +47,24 @@ func (o *Offline) Next(ev Event) []float64 {
 
 // MemShared is Shared in memory, with labels applied once per transaction. Nothing expires.
 type MemShared struct {
-	terminals map[string]map[int64]*[2]int64 // terminal → day → {transactions, frauds}
+	terminals map[string]*tiles // terminal → its tiles, C transactions and S frauds
 	devices   map[string]recent
 	labelled  map[string]bool
 }
 
 // NewMemShared returns empty shared state.
 func NewMemShared() *MemShared {
-	return &MemShared{terminals: map[string]map[int64]*[2]int64{}, devices: map[string]recent{}, labelled: map[string]bool{}}
+	return &MemShared{terminals: map[string]*tiles{}, devices: map[string]recent{}, labelled: map[string]bool{}}
 }
 
-// TerminalDays implements Shared.
-func (m *MemShared) TerminalDays(terminal string, lo, hi int64) (tx, fraud int64) {
-	for d, v := range m.terminals[terminal] {
-		if d >= lo && d <= hi {
-			tx, fraud = tx+v[0], fraud+v[1]
-		}
+// TerminalTiles implements Shared.
+func (m *MemShared) TerminalTiles(terminal string, lo, hi int64) (tx, fraud int64) {
+	ts := m.terminals[terminal]
+	if ts == nil {
+		return 0, 0
 	}
-	return tx, fraud
+	t := ts.sum(lo, hi)
+	return t.C, t.S
 }
 
 // DeviceAccounts implements Shared.
@@ -72,29 +72,20 @@ func (m *MemShared) DeviceAccounts(device, account string, after int64) int64 {
 	return m.devices[device].count(account, after)
 }
 
-func (m *MemShared) terminalDay(terminal string, d int64) (v *[2]int64, created bool) {
-	days := m.terminals[terminal]
-	if days == nil {
-		days = map[int64]*[2]int64{}
-		m.terminals[terminal] = days
+func (m *MemShared) terminal(id string) *tiles {
+	ts := m.terminals[id]
+	if ts == nil {
+		ts = &tiles{}
+		m.terminals[id] = ts
 	}
-	if v = days[d]; v == nil {
-		v = &[2]int64{}
-		days[d] = v
-	}
-	return v, false
+	return ts
 }
 
 // AddTerminalTx implements Shared.
-func (m *MemShared) AddTerminalTx(terminal string, d, pruneBelow int64) {
-	v, _ := m.terminalDay(terminal, d)
-	v[0]++
-	if v[0] == 1 {
-		for x := range m.terminals[terminal] {
-			if x < pruneBelow {
-				delete(m.terminals[terminal], x)
-			}
-		}
+func (m *MemShared) AddTerminalTx(terminal string, t, pruneBelow int64) {
+	ts := m.terminal(terminal)
+	if ts.add(tile{I: t, C: 1}) {
+		ts.prune(pruneBelow)
 	}
 }
 
@@ -114,8 +105,7 @@ func (m *MemShared) AddLabel(cfg Config, l Label) {
 		return
 	}
 	m.labelled[l.TransactionID] = true
-	if d, ok := LabelFraudDay(cfg, l); ok {
-		v, _ := m.terminalDay(l.TerminalID, d)
-		v[1]++
+	if t, ok := LabelFraudTile(cfg, l); ok {
+		m.terminal(l.TerminalID).add(tile{I: t, S: 1})
 	}
 }

@@ -1,6 +1,7 @@
 package features
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -16,40 +17,45 @@ import (
 //   - Shared: terminals and devices, which span accounts and so partitions. The stream reads
 //     them from Redis and writes its deltas there; Offline keeps them in MemShared.
 
-// A tile is one time bucket of a window: count, sum of minor units and, for the 30-day window,
-// sum and sum of squares of rounded major units (the z-score).
-type tile struct{ I, C, S, M, Q int64 }
+// A tile is one time bucket of a window: its index, count and sum of minor units and, in the
+// 30-day window, the count of anomalous amounts (A) and the highest amount ratio (X, in
+// thousandths) of its events (see amountRatio).
+type tile struct{ I, C, S, A, X int64 }
 
 // tiles is one window's non-empty tiles in ascending order of index.
 type tiles []tile
 
 func (ts tiles) sum(lo, hi int64) (t tile) {
-	for _, x := range ts {
-		if x.I >= lo && x.I <= hi {
-			t.C, t.S, t.M, t.Q = t.C+x.C, t.S+x.S, t.M+x.M, t.Q+x.Q
+	i, _ := slices.BinarySearchFunc(ts, lo, byIndex)
+	for _, x := range ts[i:] {
+		if x.I > hi {
+			break
 		}
+		t.C, t.S, t.A, t.X = t.C+x.C, t.S+x.S, t.A+x.A, max(t.X, x.X)
 	}
 	return t
 }
 
+func byIndex(x tile, i int64) int {
+	switch {
+	case x.I < i:
+		return -1
+	case x.I > i:
+		return 1
+	}
+	return 0
+}
+
 // add adds d to tile d.I and reports whether a field went from zero (a new tile, or a zero
-// field): the moment older tiles are pruned. withMQ says whether M and Q are kept.
-func (ts *tiles) add(d tile, withMQ bool) (created bool) {
-	i, found := slices.BinarySearchFunc(*ts, d.I, func(x tile, i int64) int {
-		switch {
-		case x.I < i:
-			return -1
-		case x.I > i:
-			return 1
-		}
-		return 0
-	})
+// field): the moment older tiles are pruned.
+func (ts *tiles) add(d tile) (created bool) {
+	i, found := slices.BinarySearchFunc(*ts, d.I, byIndex)
 	if !found {
 		*ts = slices.Insert(*ts, i, tile{I: d.I})
 	}
 	x := &(*ts)[i]
-	created = x.C == 0 || x.S == 0 || (withMQ && (x.M == 0 || x.Q == 0))
-	x.C, x.S, x.M, x.Q = x.C+d.C, x.S+d.S, x.M+d.M, x.Q+d.Q
+	created = x.C == 0 || x.S == 0
+	x.C, x.S, x.A, x.X = x.C+d.C, x.S+d.S, x.A+d.A, max(x.X, d.X)
 	return created
 }
 
@@ -135,18 +141,41 @@ var accountWindows = [5]window{
 	{"30d", 24 * time.Hour, 30},
 }
 
-const zWindow = 4 // accountWindows index of the window the z-score uses
+const ratioWindow = 4 // accountWindows index of the window account_amount_ratio_30d uses
+
+// anomalyTiles is how many of ratioWindow's tiles (days) the anomaly features read, and
+// anomalyRatio the amount ratio from which an amount counts as anomalous.
+const (
+	anomalyTiles = 14
+	anomalyRatio = 3
+)
+
+// amountRatio is the amount over the mean amount of prev (the account's previous 30 daily
+// tiles); 1 with no previous event, or a mean below 1.00 (refunds, tiny amounts).
+func amountRatio(prev tile, amountMinor int64) float64 {
+	if prev.C > 0 && prev.S >= prev.C*100 {
+		return float64(amountMinor) * float64(prev.C) / float64(prev.S)
+	}
+	return 1
+}
+
+// TerminalTile is the length of a terminal tile: terminal features read the whole tiles that
+// ended at least LabelDelay before the event (Handbook: the LabelDelay before the event, to
+// the hour; whole days lost a compromised terminal's first known day half the time).
+const TerminalTile = 3 * time.Hour
 
 var (
-	cardWindows     = [2]window{{"1h", 5 * time.Minute, 12}, {"1d", time.Hour, 24}}
-	terminalWindows = [3]int64{1, 7, 30} // days
+	cardWindows = [2]window{{"1h", 5 * time.Minute, 12}, {"1d", time.Hour, 24}}
+	// terminalWindows are the terminal windows in TerminalTiles: 1, 7 and 30 days.
+	terminalWindows = [3]int64{8, 7 * 8, 30 * 8}
 )
 
 const (
 	day    = 24 * time.Hour
 	noPrev = 30 * day
-	// Terminal day tiles are kept this many days behind the newest day the features read.
-	terminalKeepDays = 60
+	// Terminal tiles are kept this many days behind the newest tile the features read.
+	terminalKeepDays  = 60
+	terminalKeepTiles = terminalKeepDays * int64(day/TerminalTile)
 )
 
 // TileIndex is the tile of t for tiles of length tile: floor(t / tile) since the Unix epoch.
@@ -159,17 +188,17 @@ func TileIndex(t time.Time, tile time.Duration) int64 {
 	return q
 }
 
-// Shared is the state that spans accounts: terminal day tiles and the accounts seen on each
+// Shared is the state that spans accounts: terminal tiles and the accounts seen on each
 // device. Reads see every update applied before them.
 type Shared interface {
-	// TerminalDays returns the transactions and frauds of terminal over days [lo, hi] (day
-	// indexes, TileIndex with 24 h tiles).
-	TerminalDays(terminal string, lo, hi int64) (tx, fraud int64)
+	// TerminalTiles returns the transactions and frauds of terminal over tiles [lo, hi] (tile
+	// indexes, TileIndex with TerminalTile).
+	TerminalTiles(terminal string, lo, hi int64) (tx, fraud int64)
 	// DeviceAccounts counts the accounts other than account seen on device after ms (Unix ms).
 	DeviceAccounts(device, account string, after int64) int64
-	// AddTerminalTx adds one transaction to terminal's day and, when that creates the day,
-	// forgets the days below pruneBelow.
-	AddTerminalTx(terminal string, day, pruneBelow int64)
+	// AddTerminalTx adds one transaction to terminal's tile and, when that creates the tile,
+	// forgets the tiles below pruneBelow.
+	AddTerminalTx(terminal string, tile, pruneBelow int64)
 	// SeeDevice records account on device at ms (keeping the newest) and, when the account is
 	// new on the device, forgets the accounts last seen before pruneBelow.
 	SeeDevice(device, account string, ms, pruneBelow int64)
@@ -178,6 +207,7 @@ type Shared interface {
 // reads is what an event's features read from the state before it.
 type reads struct {
 	acct                 [5]tile
+	anomalies            tile // A and X over the last anomalyTiles of ratioWindow
 	merchants, terminals int64
 	countries            int64
 	last                 int64
@@ -188,20 +218,16 @@ type reads struct {
 	termCount, termFraud [3]int64
 }
 
-func labelDelayDays(cfg Config) int64 {
-	return int64((cfg.LabelDelay + day - 1) / day)
+// TerminalNewestTile is the newest terminal tile the features of an event at t read: the last
+// whole TerminalTile that ended at or before t - LabelDelay, so that every label that can count
+// (known within the delay of its transaction) is known by the first event that reads its tile.
+func TerminalNewestTile(cfg Config, t time.Time) int64 {
+	return TileIndex(t.Add(-cfg.LabelDelay), TerminalTile) - 1
 }
 
-// TerminalNewestDay is the newest day the terminal features of an event at t read: whole days
-// ending ceil(LabelDelay)+1 days before t's day, so that every label that can count (known
-// within the delay) is known before the first event that reads its day.
-func TerminalNewestDay(cfg Config, t time.Time) int64 {
-	return TileIndex(t, day) - labelDelayDays(cfg) - 1
-}
-
-// TerminalDaysRead is the range of days [lo, hi] the terminal features of an event at t read.
-func TerminalDaysRead(cfg Config, t time.Time) (lo, hi int64) {
-	hi = TerminalNewestDay(cfg, t)
+// TerminalTilesRead is the range of terminal tiles [lo, hi] the features of an event at t read.
+func TerminalTilesRead(cfg Config, t time.Time) (lo, hi int64) {
+	hi = TerminalNewestTile(cfg, t)
 	return hi - terminalWindows[len(terminalWindows)-1] + 1, hi
 }
 
@@ -213,6 +239,9 @@ func read(cfg Config, a *Account, sh Shared, ev Event) reads {
 	for i, w := range accountWindows {
 		cur := TileIndex(t, w.tile)
 		r.acct[i] = a.Windows[i].sum(cur-int64(w.n)+1, cur)
+		if i == ratioWindow {
+			r.anomalies = a.Windows[i].sum(cur-anomalyTiles+1, cur)
+		}
 	}
 	dayAgo := ms - day.Milliseconds()
 	r.merchants = a.Merchants.count(ev.MerchantID, dayAgo)
@@ -230,9 +259,9 @@ func read(cfg Config, a *Account, sh Shared, ev Event) reads {
 		r.device = sh.DeviceAccounts(ev.DeviceID, ev.AccountID, dayAgo)
 	}
 	if ev.TerminalID != "" {
-		newest := TerminalNewestDay(cfg, t)
+		newest := TerminalNewestTile(cfg, t)
 		for i, w := range terminalWindows {
-			r.termCount[i], r.termFraud[i] = sh.TerminalDays(ev.TerminalID, newest-w+1, newest)
+			r.termCount[i], r.termFraud[i] = sh.TerminalTiles(ev.TerminalID, newest-w+1, newest)
 		}
 	}
 	return r
@@ -327,14 +356,18 @@ func Apply(cfg Config, a *Account, sh Shared, ev Event) (late bool) {
 	if ev.Country != "" && a.Country == "" {
 		a.Country = ev.Country
 	}
-	major := roundMajor(ev.AmountMinor)
 	for i, w := range accountWindows {
 		cur := TileIndex(t, w.tile)
 		d := tile{I: cur, C: 1, S: ev.AmountMinor}
-		if i == zWindow {
-			d.M, d.Q = major, major*major
+		if i == ratioWindow {
+			// The event's amount ratio as its features saw it (the state before it).
+			ratio := amountRatio(a.Windows[i].sum(cur-int64(w.n)+1, cur), ev.AmountMinor)
+			d.X = int64(math.Round(ratio * 1000))
+			if ratio >= anomalyRatio {
+				d.A = 1
+			}
 		}
-		if a.Windows[i].add(d, i == zWindow) {
+		if a.Windows[i].add(d) {
 			// The oldest tile any non-late later event can read: its time is >= t - lateness.
 			a.Windows[i].prune(TileIndex(t.Add(-L), w.tile) - int64(w.n) + 1)
 		}
@@ -361,7 +394,7 @@ func Apply(cfg Config, a *Account, sh Shared, ev Event) (late bool) {
 			a.Cards[ev.CardToken] = cw
 		}
 		for i, w := range cardWindows {
-			if cw[i].add(tile{I: TileIndex(t, w.tile), C: 1}, false) {
+			if cw[i].add(tile{I: TileIndex(t, w.tile), C: 1}) {
 				cw[i].prune(TileIndex(t.Add(-L), w.tile) - int64(w.n) + 1)
 			}
 		}
@@ -372,25 +405,25 @@ func Apply(cfg Config, a *Account, sh Shared, ev Event) (late bool) {
 	}
 	if ev.TerminalID != "" {
 		// Generous: terminals span partitions and labels arrive late.
-		sh.AddTerminalTx(ev.TerminalID, TileIndex(t, day), TerminalNewestDay(cfg, t)-terminalKeepDays)
+		sh.AddTerminalTx(ev.TerminalID, TileIndex(t, TerminalTile), TerminalNewestTile(cfg, t)-terminalKeepTiles)
 	}
 	return false
 }
 
-// LabelFraudDay says what label l does to the terminal windows: when counts, one fraud on the
-// day of its transaction at l.TerminalID. Only a transaction's first label may count (the
-// store remembers labelled transactions for LabelTTL); a fraud label counts when known within
-// LabelDelay of its transaction.
-func LabelFraudDay(cfg Config, l Label) (day int64, counts bool) {
+// LabelFraudTile says what label l does to the terminal windows: when counts, one fraud in the
+// terminal tile of its transaction at l.TerminalID. Only a transaction's first label may count
+// (the store remembers labelled transactions for LabelTTL); a fraud label counts when known
+// within LabelDelay of its transaction.
+func LabelFraudTile(cfg Config, l Label) (tile int64, counts bool) {
 	if !l.Fraud || l.TerminalID == "" || l.KnownAt.After(l.TransactionTime.Add(cfg.LabelDelay)) {
 		return 0, false
 	}
-	return TileIndex(l.TransactionTime, 24*time.Hour), true
+	return TileIndex(l.TransactionTime, TerminalTile), true
 }
 
 // LabelTTL is how long a store must remember that a transaction was labelled, and keep a
-// terminal's day tiles after their last update: labels arrive up to LabelDelay late and the
-// features read 31 days behind.
+// terminal's tiles after their last update: labels arrive up to LabelDelay late and the
+// features read 30 days behind t - LabelDelay.
 func LabelTTL(cfg Config) time.Duration {
 	return cfg.LabelDelay + terminalKeepDays*day + 2*day
 }
@@ -404,11 +437,4 @@ func AccountTTL(cfg Config) time.Duration {
 // DeviceTTL is how long a device's accounts must outlive its last update.
 func DeviceTTL(cfg Config) time.Duration {
 	return 2*day + cfg.AllowedLateness + time.Hour
-}
-
-func roundMajor(minor int64) int64 {
-	if minor >= 0 {
-		return (minor + 50) / 100
-	}
-	return -((-minor + 50) / 100)
 }

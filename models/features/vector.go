@@ -1,9 +1,6 @@
 package features
 
-import (
-	"math"
-	"time"
-)
+import "time"
 
 // vector returns the feature values in Names order for ev from the reads of the state before
 // it; the reads exclude ev's own contribution, which vector adds, so a late event (not applied)
@@ -36,15 +33,8 @@ func vector(r reads, ev Event) []float64 {
 	}
 	out = append(out, gap.Seconds())
 
-	z := 0.0
-	zt := r.acct[zWindow]
-	if c := float64(zt.C); c >= 2 {
-		mean := float64(zt.M) / c
-		if v := float64(zt.Q)/c - mean*mean; v > 0 {
-			z = (float64(roundMajor(ev.AmountMinor)) - mean) / math.Sqrt(v)
-		}
-	}
-	out = append(out, z)
+	out = append(out, amountRatio(r.acct[ratioWindow], ev.AmountMinor))
+	out = append(out, float64(r.anomalies.X)/1000, float64(r.anomalies.A))
 
 	if ev.CardToken != "" {
 		out = append(out, float64(r.card[0]+1), float64(r.card[1]+1))

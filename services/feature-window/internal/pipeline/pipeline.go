@@ -499,7 +499,7 @@ func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, e
 			}
 		}
 		if t := it.ev.TerminalID; t != "" {
-			lo, hi := features.TerminalDaysRead(p.cfg, it.ev.EventTime)
+			lo, hi := features.TerminalTilesRead(p.cfg, it.ev.EventTime)
 			if d, ok := req.Terminals[t]; ok {
 				lo, hi = min(lo, d.Lo), max(hi, d.Hi)
 			}
@@ -640,7 +640,7 @@ type view struct {
 	record bool
 }
 
-func (v *view) TerminalDays(terminal string, lo, hi int64) (tx, fraud int64) {
+func (v *view) TerminalTiles(terminal string, lo, hi int64) (tx, fraud int64) {
 	c := v.p.terminals[terminal]
 	if c == nil {
 		return 0, 0

@@ -4,7 +4,7 @@
 -- KEYS: checkpoint, then nA account keys, nT terminal keys, nD device keys.
 -- ARGV: expected checkpoint ('' = none), new checkpoint, nA, nT, nD, account TTL ms,
 --       terminal TTL ms, device TTL ms, nA account values,
---       per terminal: n, then n × (day, transactions, prune below day),
+--       per terminal: n, then n × (tile, transactions, prune below tile),
 --       per device: n, then n × (account, last seen ms), m, then m × (account, below ms): an
 --       account still last seen before below is removed (the caller saw it that old).
 local cur = redis.call('GET', KEYS[1])
@@ -24,7 +24,7 @@ for i = 1, nT do
   for _ = 1, n do
     local by = tonumber(ARGV[a + 1])
     if redis.call('HINCRBY', k, ARGV[a] .. ':c', by) == by then
-      -- A new day: forget the days no event can read any more.
+      -- A new tile: forget the tiles no event can read any more.
       local below = tonumber(ARGV[a + 2])
       for _, f in ipairs(redis.call('HKEYS', k)) do
         local d = tonumber(string.match(f, '^(%-?%d+):'))

@@ -28,14 +28,14 @@ func TestMemoryPerEntity(t *testing.T) {
 		ev := features.Event{AccountID: "acct", CardToken: "card", DeviceID: "dev", TerminalID: fmt.Sprint("T", i%5),
 			MerchantID: fmt.Sprint("M", i%5), Country: "FR", AmountMinor: 1234, EventTime: at}
 		features.Apply(cfg, a, sh, ev)
-		day := features.TileIndex(at, 24*time.Hour)
+		tile := features.TileIndex(at, features.TerminalTile)
 		if d.Terminals[ev.TerminalID] == nil {
 			d.Terminals[ev.TerminalID] = map[int64]TerminalDelta{}
 		}
-		td := d.Terminals[ev.TerminalID][day]
+		td := d.Terminals[ev.TerminalID][tile]
 		td.Tx++
-		td.PruneBelow = features.TerminalNewestDay(cfg, at) - 60
-		d.Terminals[ev.TerminalID][day] = td
+		td.PruneBelow = features.TerminalNewestTile(cfg, at) - 60*8
+		d.Terminals[ev.TerminalID][tile] = td
 		d.Devices["dev"] = map[string]DeviceSeen{"acct": {Ms: at.UnixMilli()}}
 		if i%50 == 49 {
 			d.From, d.To = ckpt, int64(i+1)

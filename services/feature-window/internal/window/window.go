@@ -4,7 +4,7 @@
 // service keeps it in memory and checkpoints it here: one binary value per account
 // (features.Account), written together with the partition's checkpoint — the next tx.v1
 // offset whose effects are not in Redis — by one compare-and-set script per partition
-// (flush.lua). Terminals and devices span partitions: their day tiles and last-seen hashes are
+// (flush.lua). Terminals and devices span partitions: their tiles and last-seen hashes are
 // read per poll and updated by additive, per-partition deltas inside the same script, so a
 // partition's deltas land exactly once. See ../../README.md for the key layout and memory.
 package window
@@ -51,7 +51,7 @@ func New(rdb redis.Cmdable, keyPrefix string, cfg features.Config) *Store {
 }
 
 func (s *Store) accountKey(id string) string  { return s.prefix + "acct:" + id }
-func (s *Store) terminalKey(id string) string { return s.prefix + "t:" + id + ":d" }
+func (s *Store) terminalKey(id string) string { return s.prefix + "t:" + id + ":t3h" }
 func (s *Store) deviceKey(id string) string   { return s.prefix + "d:" + id + ":acc" }
 func (s *Store) labelKey(tx string) string    { return s.prefix + "l:" + tx }
 
@@ -60,14 +60,15 @@ func (s *Store) CheckpointKey(partition string) string {
 	return s.prefix + "ckpt:{" + partition + "}"
 }
 
-// Days is an inclusive range of day indexes.
+// Days is an inclusive range of terminal tile indexes (features.TerminalTile; whole days
+// before fs-3, hence the name).
 type Days struct{ Lo, Hi int64 }
 
 // Request is what one Fetch reads.
 type Request struct {
 	Checkpoints []string        // partitions
 	Accounts    []string        // account ids
-	Terminals   map[string]Days // terminal → the days its events read
+	Terminals   map[string]Days // terminal → the tiles its events read
 	Devices     []string
 }
 
@@ -78,7 +79,7 @@ const NoCheckpoint = -1
 type Snapshot struct {
 	Checkpoints map[string]int64 // NoCheckpoint when absent
 	Accounts    map[string]*features.Account
-	Terminals   map[string]map[int64]*[2]int64 // terminal → day → {transactions, frauds}
+	Terminals   map[string]map[int64]*[2]int64 // terminal → tile → {transactions, frauds}
 	Devices     map[string]map[string]int64    // device → account → last seen ms
 }
 
@@ -193,10 +194,10 @@ func (s *Store) Fetch(ctx context.Context, r Request) (*Snapshot, error) {
 	return snap, nil
 }
 
-// TerminalDelta is one partition's transactions on one terminal day since its last flush.
+// TerminalDelta is one partition's transactions in one terminal tile since its last flush.
 type TerminalDelta struct {
 	Tx         int64
-	PruneBelow int64 // when the day is new in Redis, days below this are dropped
+	PruneBelow int64 // when the tile is new in Redis, tiles below this are dropped
 }
 
 // DeviceSeen is the newest time one partition saw an account on a device since its last flush.
@@ -341,12 +342,12 @@ func (s *Store) ApplyLabels(ctx context.Context, labels []features.Label) (appli
 	ttl := features.LabelTTL(s.cfg).Milliseconds()
 	cmds, err := s.evalPipelined(ctx, labelScript, len(labels), func(pipe redis.Pipeliner, i int) *redis.Cmd {
 		l := labels[i]
-		day, counts := features.LabelFraudDay(s.cfg, l)
-		dayArg, term := "", s.labelKey(l.TransactionID)
+		tile, counts := features.LabelFraudTile(s.cfg, l)
+		tileArg, term := "", s.labelKey(l.TransactionID)
 		if counts {
-			dayArg, term = strconv.FormatInt(day, 10), s.terminalKey(l.TerminalID)
+			tileArg, term = strconv.FormatInt(tile, 10), s.terminalKey(l.TerminalID)
 		}
-		return labelScript.EvalSha(ctx, pipe, []string{s.labelKey(l.TransactionID), term}, ttl, dayArg, ttl)
+		return labelScript.EvalSha(ctx, pipe, []string{s.labelKey(l.TransactionID), term}, ttl, tileArg, ttl)
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("apply %d labels: %w", len(labels), err)

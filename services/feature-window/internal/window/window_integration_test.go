@@ -81,7 +81,7 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 		t.Fatalf("flush 2: %v %v", err, errs)
 	}
 	if _, _, err := s.ApplyLabels(ctx, []features.Label{{TransactionID: "x", TerminalID: "T", Fraud: true,
-		TransactionTime: time.UnixMilli(101 * 24 * 3600 * 1000), KnownAt: time.UnixMilli(101 * 24 * 3600 * 1000)}}); err != nil {
+		TransactionTime: time.UnixMilli(101 * features.TerminalTile.Milliseconds()), KnownAt: time.UnixMilli(101 * features.TerminalTile.Milliseconds())}}); err != nil {
 		t.Fatal(err)
 	}
 	snap, err = s.Fetch(ctx, Request{Checkpoints: []string{"tx/0", "tx/1"}, Accounts: []string{"a1", "a2"},
@@ -98,7 +98,7 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 		}
 	}
 	if got := snap.Terminals["T"]; len(got) != 2 || *got[100] != [2]int64{3, 0} || *got[101] != [2]int64{3, 1} {
-		t.Errorf("terminal days %v %v", got[100], got[101])
+		t.Errorf("terminal tiles %v %v", got[100], got[101])
 	}
 	if got := snap.Devices["D"]; len(got) != 2 || got["a1"] != 3000 || got["a2"] != 2000 {
 		t.Errorf("device %v", got)
@@ -142,12 +142,12 @@ func TestApplyLabelsOnce(t *testing.T) {
 	if err != nil || applied != 2 || dup != 1 {
 		t.Fatalf("applied %d, duplicates %d, %v", applied, dup, err)
 	}
-	day := features.TileIndex(t0, 24*time.Hour)
-	snap, err := s.Fetch(ctx, Request{Terminals: map[string]Days{"T": {Lo: day, Hi: day}}})
+	tile := features.TileIndex(t0, features.TerminalTile)
+	snap, err := s.Fetch(ctx, Request{Terminals: map[string]Days{"T": {Lo: tile, Hi: tile}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := snap.Terminals["T"][day]; got == nil || got[1] != 1 {
+	if got := snap.Terminals["T"][tile]; got == nil || got[1] != 1 {
 		t.Fatalf("fraud count %v, want 1 (the late label does not count)", got)
 	}
 }
