@@ -267,7 +267,9 @@ func (s *Store) evalPipelined(ctx context.Context, script *redis.Script, n int, 
 		return cmds, err
 	}
 	cmds, err := run()
-	if isNoScript(err) {
+	// The cache can be emptied again between the load and the retry (another client's SCRIPT
+	// FLUSH, a second restart): a few tries, not one.
+	for try := 0; isNoScript(err) && try < 3; try++ {
 		s.RoundTrips.Add(1)
 		if lerr := script.Load(ctx, s.rdb).Err(); lerr != nil {
 			return nil, fmt.Errorf("load script: %w", lerr)
