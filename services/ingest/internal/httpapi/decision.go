@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -55,12 +56,15 @@ func (a *API) getDecision() http.HandlerFunc {
 				Detail: "send a valid API key as Authorization: Bearer <key>"})
 			return
 		}
-		id := chi.URLParam(r, "id")
 		notFound := httpserver.Problem{Status: http.StatusNotFound,
 			Detail: "no decision for this transaction yet; it is usually there within a second of acceptance"}
+		// chi routes on the escaped path when the client escaped more than it had to, and then
+		// hands the segment over escaped: "acme%3Atx-1" (encodeURIComponent escapes ':') is
+		// the id acme:tx-1.
+		id, err := url.PathUnescape(chi.URLParam(r, "id"))
 		// Another source's transaction answers exactly like an unknown one, so ids of other
 		// payment systems cannot be probed.
-		if !strings.HasPrefix(id, p.Source+":") {
+		if err != nil || !strings.HasPrefix(id, p.Source+":") {
 			httpserver.WriteProblem(w, notFound)
 			return
 		}
@@ -88,11 +92,15 @@ func (a *API) preferWait(prefer string) (time.Duration, bool) {
 		if !strings.EqualFold(strings.TrimSpace(name), "wait") {
 			continue
 		}
-		ms, err := strconv.Atoi(strings.Trim(strings.TrimSpace(value), `"`))
+		ms, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(value), `"`), 10, 64)
 		if err != nil || ms <= 0 {
 			return 0, false
 		}
-		return min(time.Duration(ms)*time.Millisecond, a.cfg.MaxWait), true
+		// Cap before converting: wait=9223372036855 would overflow a Duration into a negative wait.
+		if ms >= a.cfg.MaxWait.Milliseconds() {
+			return a.cfg.MaxWait, true
+		}
+		return time.Duration(ms) * time.Millisecond, true
 	}
 	return 0, false
 }

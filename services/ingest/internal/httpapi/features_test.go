@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -377,8 +378,15 @@ func TestGetDecision(t *testing.T) {
 	if got.Action != "review" || got.Score != 0.72 || got.Status != "decided" || !strings.Contains(string(got.Reasons), "amount_high") {
 		t.Errorf("decision %+v", got)
 	}
-	// Another source's decision is not found, exactly like a missing one.
+	// A client may escape the id's colon (encodeURIComponent does): the same decision.
+	for _, path := range []string{"/v1/transactions/acme%3Atx-1/decision", "/v1/transactions/acme%3atx%2D1/decision"} {
+		if rec := get(t, h, path, testKey); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"id":"acme:tx-1"`) {
+			t.Errorf("%s: status %d %s, want the decision on acme:tx-1", path, rec.Code, rec.Body.String())
+		}
+	}
+	// Another source's decision is not found, exactly like a missing one, escaped or not.
 	decodeProblem(t, get(t, h, "/v1/transactions/globex:tx-1/decision", testKey), http.StatusNotFound)
+	decodeProblem(t, get(t, h, "/v1/transactions/globex%3Atx-1/decision", testKey), http.StatusNotFound)
 	decodeProblem(t, get(t, h, "/v1/transactions/tx-1/decision", testKey), http.StatusNotFound)
 	if rec := get(t, h, "/v1/transactions/globex:tx-1/decision", "gx_test_0123456"); rec.Code != http.StatusOK {
 		t.Errorf("owner: status %d", rec.Code)
@@ -431,5 +439,41 @@ func TestPreferWaitTimesOut(t *testing.T) {
 		if rec.Code != http.StatusAccepted || rec.Header().Get("Preference-Applied") != "" {
 			t.Errorf("Prefer %q: %d %q", p, rec.Code, rec.Header().Get("Preference-Applied"))
 		}
+	}
+}
+
+func TestPreferWaitParse(t *testing.T) {
+	t.Parallel()
+	a := New(Config{MaxWait: 2 * time.Second}, slog.New(slog.DiscardHandler), Deps{})
+	tests := []struct {
+		prefer string
+		want   time.Duration
+		ok     bool
+	}{
+		{"wait=30", 30 * time.Millisecond, true},
+		{"respond-async, wait=100", 100 * time.Millisecond, true},
+		{` WAIT = "250" ; x=y`, 250 * time.Millisecond, true},
+		{"wait=2000", 2 * time.Second, true},
+		{"wait=100000", 2 * time.Second, true},
+		// Beyond what a Duration holds in milliseconds: capped, not wrapped into a negative wait.
+		{"wait=9223372036855", 2 * time.Second, true},
+		{"wait=9223372036854775807", 2 * time.Second, true},
+		{"wait=9223372036854775808", 0, false},
+		{"wait=0", 0, false},
+		{"wait=-5", 0, false},
+		{"wait=abc", 0, false},
+		{"wait", 0, false},
+		{"handling=strict", 0, false},
+		{"", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := a.preferWait(tc.prefer)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("preferWait(%q) = %v, %v; want %v, %v", tc.prefer, got, ok, tc.want, tc.ok)
+		}
+	}
+	off := New(Config{}, slog.New(slog.DiscardHandler), Deps{})
+	if _, ok := off.preferWait("wait=10"); ok {
+		t.Error("sync mode without MaxWait")
 	}
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -105,7 +106,11 @@ type options struct {
 	idem      Idempotency
 	decisions Decisions
 	maxWait   time.Duration
+	waitPoll  time.Duration // 1 ms when zero
 	keys      *auth.Keyring
+	// health and openAPI replace a not-ready health and a stub document when set.
+	health  *httpserver.Health
+	openAPI []byte
 	// production uses the service's default batch limits and log level (benchmarks).
 	production bool
 }
@@ -138,7 +143,7 @@ func newHarnessWith(t testing.TB, o options) *harness {
 		MaxInFlight:    o.inFlight,
 		RateLimit:      o.rate,
 		MaxWait:        o.maxWait,
-		WaitPoll:       time.Millisecond,
+		WaitPoll:       cmp.Or(o.waitPoll, time.Millisecond),
 	}, log, Deps{
 		Keys:        auth.NewAuthenticator(keys, nil, time.Second, log),
 		Tokenizer:   tok,
@@ -147,7 +152,14 @@ func newHarnessWith(t testing.TB, o options) *harness {
 		Decisions:   o.decisions,
 		Now:         func() time.Time { return testNow },
 	})
-	h.handler = api.Handler(httpserver.NewHealth(nil), []byte(`{"openapi":"3.1.0"}`))
+	health, doc := o.health, o.openAPI
+	if health == nil {
+		health = httpserver.NewHealth(nil)
+	}
+	if doc == nil {
+		doc = []byte(`{"openapi":"3.1.0"}`)
+	}
+	h.handler = api.Handler(health, doc)
 	t.Cleanup(func() {
 		if strings.Contains(h.logs.String(), testPAN) {
 			t.Errorf("logs contain the card number:\n%s", h.logs.String())
