@@ -41,6 +41,7 @@ type opts struct {
 	rate       int
 	paced      time.Duration
 	interval   time.Duration // feature-window's VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL
+	rounds     int
 }
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	flag.IntVar(&o.n, "n", 5000, "transactions in the throughput phase")
 	flag.IntVar(&o.partitions, "partitions", 3, "partitions of every topic")
 	flag.IntVar(&o.poll, "poll", 500, "max records per poll (per transaction)")
+	flag.IntVar(&o.rounds, "rounds", 3, "throughput rounds (relay, then feature-window, each round): the ratio reported is the median of the rounds', steadier on a shared box")
 	flag.IntVar(&o.rate, "rate", 200, "transactions per second in the latency phase")
 	flag.DurationVar(&o.paced, "paced", 4*time.Second, "length of the latency phase")
 	flag.StringVar(&src, "src", "../services/feature-window", "feature-window source directory to build")
@@ -104,17 +106,22 @@ func run(ctx context.Context, o opts, src string) error {
 	}
 	defer cleanup()
 	o.bin = bin
-	fmt.Printf("fwbench: %d tx, %d partitions, %d records/poll, paced %d tx/s for %s, broker %s, redis %s\n",
-		o.n, o.partitions, o.poll, o.rate, o.paced, strings.Join(o.brokers, ","), o.redis)
+	fmt.Printf("fwbench: %d tx, %d partitions, %d records/poll, %d throughput rounds, paced %d tx/s for %s, broker %s, redis %s\n",
+		o.n, o.partitions, o.poll, o.rounds, o.rate, o.paced, strings.Join(o.brokers, ","), o.redis)
 
-	relayTP, _, err := throughput(ctx, o, "relay")
-	if err != nil {
-		return err
+	var relays, fws, ratios, rtts []float64
+	for range max(o.rounds, 1) {
+		relayTP, _, err := throughput(ctx, o, "relay")
+		if err != nil {
+			return err
+		}
+		fwTP, rtt, err := throughput(ctx, o, "feature-window")
+		if err != nil {
+			return err
+		}
+		relays, fws, ratios, rtts = append(relays, relayTP), append(fws, fwTP), append(ratios, fwTP/relayTP), append(rtts, rtt)
 	}
-	fwTP, rtt, err := throughput(ctx, o, "feature-window")
-	if err != nil {
-		return err
-	}
+	relayTP, fwTP, ratio, rtt := median(relays), median(fws), median(ratios), median(rtts)
 	relayLat, err := latency(ctx, o, "relay")
 	if err != nil {
 		return err
@@ -126,7 +133,7 @@ func run(ctx context.Context, o opts, src string) error {
 	fmt.Printf("\n%-16s %12s %14s %10s %10s\n", "", "tx/s", "redis rt/tx", "p50 ms", "p99 ms")
 	fmt.Printf("%-16s %12.0f %14s %10.1f %10.1f\n", "raw EOS relay", relayTP, "-", ms(relayLat[0]), ms(relayLat[1]))
 	fmt.Printf("%-16s %12.0f %14.4f %10.1f %10.1f\n", "feature-window", fwTP, rtt, ms(fwLat[0]), ms(fwLat[1]))
-	fmt.Printf("\nfeature-window / relay throughput: %.2fx (target >= 0.6x)\n", fwTP/relayTP)
+	fmt.Printf("\nfeature-window / relay throughput: %.2fx (target >= 0.6x; median of %d rounds: %s)\n", ratio, len(ratios), fmtRatios(ratios))
 	fmt.Printf("p99 latency added by feature-window at %d tx/s: %.1f ms\n", o.rate, ms(fwLat[1]-relayLat[1]))
 	return nil
 }
@@ -181,6 +188,23 @@ func commitCurve(ctx context.Context, o opts, src, list string) error {
 		fmt.Printf("| %s | %.0f | %.2f | %.1f | %.1f |\n", r.d, r.tp, r.tp/relayTP, ms(r.lat[0]), ms(r.lat[1]))
 	}
 	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
