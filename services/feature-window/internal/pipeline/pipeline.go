@@ -75,6 +75,11 @@ type partition struct {
 	// next: every record below it is folded into accounts; flushed: the checkpoint in Redis.
 	next, flushed int64
 	accounts      map[string]*features.Account
+	// complete: every account with state in this partition is in accounts, so one not there
+	// is new and is not read from Redis. True for a partition built from no checkpoint (a new
+	// deployment, a lost Redis: nothing of it is in Redis, and the catch-up from the earliest
+	// offset folds every account it has) until an account is evicted.
+	complete bool
 	dirty         map[string]bool
 	terminals     map[string]map[int64]window.TerminalDelta
 	devices       map[string]map[string]window.DeviceSeen
@@ -91,7 +96,7 @@ func (part *partition) pending() bool {
 
 // newPartition is a partition held from its Redis checkpoint: empty, to be caught up.
 func newPartition(topic string, num int32, checkpoint int64) *partition {
-	part := &partition{topic: topic, num: num, flushed: checkpoint}
+	part := &partition{topic: topic, num: num, flushed: checkpoint, complete: checkpoint == window.NoCheckpoint}
 	part.clear()
 	part.next = max(checkpoint, 0)
 	return part
@@ -519,7 +524,11 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 		var need []string
 		seen := map[string]bool{}
 		for _, ev := range batch {
-			if part.accounts[ev.AccountID] == nil && !seen[ev.AccountID] {
+			switch {
+			case part.accounts[ev.AccountID] != nil:
+			case part.complete:
+				part.accounts[ev.AccountID] = &features.Account{}
+			case !seen[ev.AccountID]:
 				seen[ev.AccountID] = true
 				need = append(need, ev.AccountID)
 			}
@@ -586,7 +595,7 @@ func (p *Pipeline) fetch(ctx context.Context, polls []*poll) (*window.Snapshot, 
 func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcct, seenDev map[string]bool) {
 	part := pl.part
 	for _, it := range pl.items {
-		if id := it.ev.AccountID; part.accounts[id] == nil && !seenAcct[id] {
+		if id := it.ev.AccountID; !part.complete && part.accounts[id] == nil && !seenAcct[id] {
 			seenAcct[id] = true
 			req.Accounts = append(req.Accounts, id)
 		}
@@ -730,6 +739,7 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 					break
 				}
 				delete(part.accounts, id)
+				part.complete = false
 			}
 		}
 	}

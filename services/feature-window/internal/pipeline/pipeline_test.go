@@ -156,3 +156,66 @@ func TestEventChannel(t *testing.T) {
 		}
 	}
 }
+
+// TestAccountsReadOnlyWhenRedisMayHoldThem: a partition built from no checkpoint holds every
+// account it has, so new accounts are not read from Redis (and stale account keys without a
+// checkpoint are not trusted); from a checkpoint, or once accounts were evicted, they are read.
+func TestAccountsReadOnlyWhenRedisMayHoldThem(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	stale, err := (&features.Account{Last: t0.UnixMilli(), HasLast: true}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		checkpoint  bool // a checkpoint at offset 0: Redis may hold the partition's accounts
+		staleKey    bool // acct-1 in Redis without a checkpoint
+		maxAccounts int
+		wantReads   int // accounts read for the second poll
+	}{
+		{"no checkpoint", false, false, 100, 0},
+		{"no checkpoint, stale account key ignored", false, true, 100, 0},
+		{"checkpoint", true, false, 100, 2},
+		{"accounts evicted", false, false, 1, 2},
+	}
+	sincePrev := features.Index("account_seconds_since_prev")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := newMemStore()
+			if tc.checkpoint {
+				st.ckpt["tx.v1/0"] = 0
+			}
+			if tc.staleKey {
+				st.accounts["acct-1"] = stale
+			}
+			p := New(st, noReader, features.DefaultConfig(), "features.v1", func() time.Time { return t0 }, WithMaxAccounts(tc.maxAccounts))
+			first := []*kgo.Record{txRecord(t, "s:0", "acct-0", t0, 1), txRecord(t, "s:9", "acct-9", t0, 1)}
+			setOffsets(first)
+			if _, err := p.Transform(context.Background(), first); err != nil {
+				t.Fatal(err)
+			}
+			p.Committed(context.Background(), first)
+			st.accountReads = 0
+			second := []*kgo.Record{txRecord(t, "s:1", "acct-1", t0.Add(time.Minute), 1), txRecord(t, "s:2", "acct-2", t0.Add(time.Minute), 1)}
+			for i, r := range second {
+				r.Offset = int64(len(first) + i)
+			}
+			out, err := p.Transform(context.Background(), second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.accountReads != tc.wantReads {
+				t.Errorf("%d accounts read, want %d", st.accountReads, tc.wantReads)
+			}
+			var et fraudv1.EnrichedTransaction
+			if err := kafka.Decode(out[0], &et); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := et.GetFeatures().GetValues()[sincePrev], (30 * 24 * time.Hour).Seconds(); got != want {
+				t.Errorf("acct-1 seconds since previous = %v, want %v (a new account)", got, want)
+			}
+		})
+	}
+}
