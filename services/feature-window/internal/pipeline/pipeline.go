@@ -79,11 +79,11 @@ type partition struct {
 	// is new and is not read from Redis. True for a partition built from no checkpoint (a new
 	// deployment, a lost Redis: nothing of it is in Redis, and the catch-up from the earliest
 	// offset folds every account it has) until an account is evicted.
-	complete bool
-	dirty         map[string]bool
-	terminals     map[string]map[int64]window.TerminalDelta
-	devices       map[string]map[string]window.DeviceSeen
-	devicePrune   map[string]map[string]int64 // device → account → drop it if last seen below
+	complete    bool
+	dirty       map[string]bool
+	terminals   map[string]map[int64]window.TerminalDelta
+	devices     map[string]map[string]window.DeviceSeen
+	devicePrune map[string]map[string]int64 // device → account → drop it if last seen below
 }
 
 func (part *partition) key() string { return partitionKey(part.topic, part.num) }
@@ -132,7 +132,21 @@ type Pipeline struct {
 	terminals map[string]*terminalDays
 	devices   map[string]*deviceAccounts
 	deviceTTL time.Duration
-	reset     atomic.Bool // set by Reset from any goroutine; honoured at the next Transform
+	// sharedGen counts dropShared calls: a background device read started before one is void.
+	sharedGen uint64
+	// refreshing: a background read of stale devices is under way; it reports on refreshed.
+	refreshing bool
+	refreshed  chan deviceRefresh
+	reset      atomic.Bool // set by Reset from any goroutine; honoured at the next Transform
+}
+
+// deviceRefresh is what a background read of devices whose cached accounts got older than
+// deviceTTL found.
+type deviceRefresh struct {
+	gen     uint64
+	read    time.Time
+	devices map[string]map[string]int64
+	err     error
 }
 
 // deviceAccounts caches one device's accounts (last seen, ms) as Redis had them when read plus
@@ -180,7 +194,9 @@ func WithMetrics(reg prometheus.Registerer) Option {
 func WithMaxAccounts(n int) Option { return func(p *Pipeline) { p.maxAccounts = n } }
 
 // WithDeviceRefresh reads a device's accounts from Redis again once its cached copy is older
-// than d (default 1 s; 0: every poll). This instance's own updates are always in the copy.
+// than d (default 1 s), in the background: the poll that finds it stale uses the copy. With 0
+// every poll reads its devices before computing. This instance's own updates are always in the
+// copy.
 func WithDeviceRefresh(d time.Duration) Option { return func(p *Pipeline) { p.deviceTTL = d } }
 
 // WithCheckpointInterval checkpoints to Redis at most once per d (default 0: after every
@@ -197,7 +213,7 @@ func WithParallelism(n int) Option { return func(p *Pipeline) { p.workers = max(
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
 		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalDays{}, devices: map[string]*deviceAccounts{},
-		deviceTTL: time.Second, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0)}
+		deviceTTL: time.Second, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -258,6 +274,7 @@ func (p *Pipeline) dropAll() {
 func (p *Pipeline) dropShared() {
 	p.terminals = map[string]*terminalDays{}
 	p.devices = map[string]*deviceAccounts{}
+	p.sharedGen++
 }
 
 // drop forgets one partition; the terminal cache holds its unflushed deltas, so it goes too.
@@ -577,22 +594,79 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 	return nil
 }
 
-// fetch reads, in one round trip, the accounts of the poll not held in memory, the devices its
-// events read and the terminal days not cached, and merges in this instance's unflushed deltas.
+// fetch reads, in one round trip, the accounts of the poll not held in memory, the devices not
+// cached and the terminal days not cached, and merges in this instance's unflushed deltas.
+//
+// A device seen before whose cached accounts got older than deviceTTL is not read in that round
+// trip: the poll uses the cached accounts (which hold every update of this instance) and a
+// background read brings the other instances' updates in before a later poll.
 func (p *Pipeline) fetch(ctx context.Context, polls []*poll) (*window.Snapshot, error) {
+	p.mergeRefreshed()
 	now := p.now()
 	var req window.Request
 	req.Terminals = map[string]window.Days{}
 	seenAcct := map[string]bool{}
 	seenDev := map[string]bool{}
+	var stale []string
 	for _, pl := range polls {
-		p.request(&req, pl, now, seenAcct, seenDev)
+		p.request(&req, pl, now, seenAcct, seenDev, &stale)
 	}
-	return p.fetchRequest(ctx, req, now)
+	snap, err := p.fetchRequest(ctx, req, now)
+	if err == nil && len(stale) > 0 {
+		p.refresh(ctx, stale, now)
+	}
+	return snap, err
+}
+
+// refresh reads devices in the background; mergeRefreshed takes the result in.
+func (p *Pipeline) refresh(ctx context.Context, devices []string, now time.Time) {
+	p.refreshing = true
+	gen := p.sharedGen
+	go func() {
+		snap, err := p.store.Fetch(ctx, window.Request{Devices: devices})
+		r := deviceRefresh{gen: gen, read: now, err: err}
+		if err == nil {
+			r.devices = snap.Devices
+		}
+		p.refreshed <- r
+	}()
+}
+
+// mergeRefreshed merges a finished background device read into the cache, keeping each
+// account's newest time: the cache already has this instance's updates, the read adds the
+// other instances'. Accounts Redis pruned may stay cached; they are older than any count reads.
+func (p *Pipeline) mergeRefreshed() {
+	var r deviceRefresh
+	select {
+	case r = <-p.refreshed:
+	default:
+		return
+	}
+	p.refreshing = false
+	if r.err != nil {
+		p.log.Warn("background device read failed; the devices are read again at the next poll", "err", r.err)
+		return
+	}
+	if r.gen != p.sharedGen {
+		return // the cache was dropped since: the devices are read again when they come
+	}
+	for dev, accts := range r.devices {
+		c := p.devices[dev]
+		if c == nil {
+			continue
+		}
+		for a, ms := range accts {
+			if old, ok := c.accts[a]; !ok || ms > old {
+				c.accts[a] = ms
+			}
+		}
+		c.read = r.read
+	}
 }
 
 // request adds to req what pl's items need read.
-func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcct, seenDev map[string]bool) {
+// Devices whose cache is stale go to stale instead, unless a background read is under way.
+func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcct, seenDev map[string]bool, stale *[]string) {
 	part := pl.part
 	for _, it := range pl.items {
 		if id := it.ev.AccountID; !part.complete && part.accounts[id] == nil && !seenAcct[id] {
@@ -601,8 +675,11 @@ func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcc
 		}
 		if d := it.ev.DeviceID; d != "" && !seenDev[d] {
 			seenDev[d] = true
-			if c := p.devices[d]; c == nil || now.Sub(c.read) >= p.deviceTTL {
+			switch c := p.devices[d]; {
+			case c == nil || c.read.IsZero() || p.deviceTTL <= 0: // never read, or read every poll
 				req.Devices = append(req.Devices, d)
+			case now.Sub(c.read) >= p.deviceTTL && !p.refreshing:
+				*stale = append(*stale, d)
 			}
 		}
 		if t := it.ev.TerminalID; t != "" {
@@ -622,6 +699,9 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 		if c := p.terminals[t]; c != nil && c.lo <= d.Lo && d.Hi < c.lo+int64(len(c.days)) {
 			delete(req.Terminals, t)
 		}
+	}
+	if len(req.Accounts)+len(req.Devices)+len(req.Terminals)+len(req.Checkpoints) == 0 {
+		return &window.Snapshot{}, nil // all cached: no round trip
 	}
 	snap, err := p.store.Fetch(ctx, req)
 	if err != nil {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +218,63 @@ func TestAccountsReadOnlyWhenRedisMayHoldThem(t *testing.T) {
 				t.Errorf("acct-1 seconds since previous = %v, want %v (a new account)", got, want)
 			}
 		})
+	}
+}
+
+// TestDeviceRefreshInBackground: a device seen before whose cached accounts got older than the
+// refresh interval is served from the cache (this instance's updates are all in it) while a
+// background read brings another instance's accounts in for a later poll.
+func TestDeviceRefreshInBackground(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	now := t0
+	st := newMemStore()
+	p := New(st, noReader, features.DefaultConfig(), "features.v1", func() time.Time { return now }, WithDeviceRefresh(time.Second))
+	devIdx := features.Index("device_distinct_accounts_1d")
+	offset := int64(0)
+	poll := func(account string) float64 {
+		t.Helper()
+		tx := &fraudv1.Transaction{Id: fmt.Sprint("s:", offset), AccountId: account, AmountMinor: 1, Currency: "EUR",
+			DeviceId: "dev", EventTime: timestamppb.New(t0.Add(time.Duration(offset) * time.Minute))}
+		r, err := kafka.NewRecord("tx.v1", account, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Offset = offset
+		offset++
+		out, err := p.Transform(context.Background(), []*kgo.Record{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var et fraudv1.EnrichedTransaction
+		if err := kafka.Decode(out[0], &et); err != nil {
+			t.Fatal(err)
+		}
+		return et.GetFeatures().GetValues()[devIdx]
+	}
+	if got := poll("a1"); got != 1 {
+		t.Fatalf("first poll: device accounts %v, want 1", got)
+	}
+	// Another instance's account on the device reaches Redis.
+	st.mu.Lock()
+	st.devices["dev"] = map[string]int64{"other": t0.UnixMilli()}
+	st.mu.Unlock()
+	now = now.Add(2 * time.Second) // the cached copy is stale now
+	fetches := func() int {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.fetches
+	}
+	before := fetches()
+	if got := poll("a2"); got != 2 { // a1, a2: the stale copy, other not in it yet
+		t.Fatalf("stale poll: device accounts %v, want 2", got)
+	}
+	r := <-p.refreshed // wait for the background read and hand it back
+	p.refreshed <- r
+	if got := fetches() - before; got != 1 {
+		t.Errorf("%d store reads for the stale poll, want 1 (the background one)", got)
+	}
+	if got := poll("a3"); got != 4 { // a1, a2, other and a3
+		t.Errorf("after the refresh: device accounts %v, want 4", got)
 	}
 }
