@@ -155,7 +155,8 @@ func LoadTopics(ctx context.Context, brokers []string, t kafka.Topics) (*TopicDa
 			}
 			id := m.GetTransaction().GetId()
 			d.Features[id] = append(d.Features[id], m.GetFeatures().GetValues())
-			d.Names[strings.Join(m.GetFeatures().GetNames(), ",")]++
+			fv := m.GetFeatures() // names fixed by the schema: a schema models/features does not know joins to ""
+			d.Names[strings.Join(features.NamesOf(fv.GetSchemaVersion(), fv.GetSchemaHash(), fv.GetNames()), ",")]++
 			d.FeatRecs = append(d.FeatRecs, rec{id, m.GetTransaction().GetAccountId(), r.Partition, r.Offset})
 		case t.Decisions:
 			var m fraudv1.Decision

@@ -41,6 +41,7 @@ type opts struct {
 	rate       int
 	paced      time.Duration
 	interval   time.Duration // feature-window's VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL
+	rounds     int
 }
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	flag.IntVar(&o.n, "n", 5000, "transactions in the throughput phase")
 	flag.IntVar(&o.partitions, "partitions", 3, "partitions of every topic")
 	flag.IntVar(&o.poll, "poll", 500, "max records per poll (per transaction)")
+	flag.IntVar(&o.rounds, "rounds", 3, "throughput rounds (relay, then feature-window, each round): the ratio reported is the median of the rounds', steadier on a shared box")
 	flag.IntVar(&o.rate, "rate", 200, "transactions per second in the latency phase")
 	flag.DurationVar(&o.paced, "paced", 4*time.Second, "length of the latency phase")
 	flag.StringVar(&src, "src", "../services/feature-window", "feature-window source directory to build")
@@ -104,17 +106,22 @@ func run(ctx context.Context, o opts, src string) error {
 	}
 	defer cleanup()
 	o.bin = bin
-	fmt.Printf("fwbench: %d tx, %d partitions, %d records/poll, paced %d tx/s for %s, broker %s, redis %s\n",
-		o.n, o.partitions, o.poll, o.rate, o.paced, strings.Join(o.brokers, ","), o.redis)
+	fmt.Printf("fwbench: %d tx, %d partitions, %d records/poll, %d throughput rounds, paced %d tx/s for %s, broker %s, redis %s\n",
+		o.n, o.partitions, o.poll, o.rounds, o.rate, o.paced, strings.Join(o.brokers, ","), o.redis)
 
-	relayTP, _, err := throughput(ctx, o, "relay")
-	if err != nil {
-		return err
+	var relays, fws, ratios, rtts []float64
+	for range max(o.rounds, 1) {
+		relayTP, _, err := throughput(ctx, o, "relay")
+		if err != nil {
+			return err
+		}
+		fwTP, rtt, err := throughput(ctx, o, "feature-window")
+		if err != nil {
+			return err
+		}
+		relays, fws, ratios, rtts = append(relays, relayTP), append(fws, fwTP), append(ratios, fwTP/relayTP), append(rtts, rtt)
 	}
-	fwTP, rtt, err := throughput(ctx, o, "feature-window")
-	if err != nil {
-		return err
-	}
+	relayTP, fwTP, ratio, rtt := median(relays), median(fws), median(ratios), median(rtts)
 	relayLat, err := latency(ctx, o, "relay")
 	if err != nil {
 		return err
@@ -126,7 +133,7 @@ func run(ctx context.Context, o opts, src string) error {
 	fmt.Printf("\n%-16s %12s %14s %10s %10s\n", "", "tx/s", "redis rt/tx", "p50 ms", "p99 ms")
 	fmt.Printf("%-16s %12.0f %14s %10.1f %10.1f\n", "raw EOS relay", relayTP, "-", ms(relayLat[0]), ms(relayLat[1]))
 	fmt.Printf("%-16s %12.0f %14.4f %10.1f %10.1f\n", "feature-window", fwTP, rtt, ms(fwLat[0]), ms(fwLat[1]))
-	fmt.Printf("\nfeature-window / relay throughput: %.2fx (target >= 0.6x)\n", fwTP/relayTP)
+	fmt.Printf("\nfeature-window / relay throughput: %.2fx (target >= 0.6x; median of %d rounds: %s)\n", ratio, len(ratios), fmtRatios(ratios))
 	fmt.Printf("p99 latency added by feature-window at %d tx/s: %.1f ms\n", o.rate, ms(fwLat[1]-relayLat[1]))
 	return nil
 }
@@ -183,6 +190,23 @@ func commitCurve(ctx context.Context, o opts, src, list string) error {
 	return nil
 }
 
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 type stage struct {
@@ -192,7 +216,7 @@ type stage struct {
 }
 
 // startStage creates fresh topics and starts the relay (in process) or the service (a process).
-func startStage(ctx context.Context, o opts, mode string, before func(in string) error) (*stage, error) {
+func startStage(ctx context.Context, o opts, mode string, before func(in, out string) error) (*stage, error) {
 	run := fmt.Sprintf("fwbench-%d-%s", time.Now().UnixNano(), strings.ReplaceAll(mode, "-", ""))
 	topics := kafka.Topics{Tx: run + ".tx", Features: run + ".features", Decisions: run + ".decisions", Labels: run + ".labels"}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...))
@@ -205,7 +229,7 @@ func startStage(ctx context.Context, o opts, mode string, before func(in string)
 	}
 	st := &stage{in: topics.Tx, out: topics.Features}
 	if before != nil {
-		if err := before(st.in); err != nil {
+		if err := before(st.in, st.out); err != nil {
 			return nil, err
 		}
 	}
@@ -299,23 +323,41 @@ func producer(o opts) (*kgo.Client, error) {
 // throughput pre-fills the input topic with o.n transactions, then times the stage from start
 // (session setup included) until all o.n outputs are readable read-committed.
 func throughput(ctx context.Context, o opts, mode string) (float64, float64, error) {
-	// Filled before the stage starts, so the stage measures processing, not the producer.
-	st, err := startStage(ctx, o, mode, func(in string) error { return fill(ctx, o, in) })
-	if err != nil {
-		return 0, 0, err
-	}
 	// Timed from the first output poll, so the group join and transactional-id set-up, which
 	// differ in nothing that matters here, are left out; the first poll's records are too.
 	var first time.Time
 	firstN := 0
-	if _, err := await(ctx, o, st.out, o.n, func(_ *kgo.Record, now time.Time) {
-		if first.IsZero() {
-			first = now
+	done := make(chan error, 1)
+	// Filled before the stage starts, so the stage measures processing, not the producer; the
+	// reader is fetching before it starts too: a reader still starting while a fast stage
+	// finished saw all its output at once (0 tx/s) or only its tail (too many).
+	st, err := startStage(ctx, o, mode, func(in, out string) error {
+		if err := fill(ctx, o, in); err != nil {
+			return err
 		}
-		if now.Equal(first) {
-			firstN++
+		ready := make(chan struct{})
+		go func() {
+			_, err := await(ctx, o, out, o.n, ready, func(_ *kgo.Record, now time.Time) {
+				if first.IsZero() {
+					first = now
+				}
+				if now.Equal(first) {
+					firstN++
+				}
+			})
+			done <- err
+		}()
+		select {
+		case <-ready:
+			return nil
+		case err := <-done:
+			return err
 		}
-	}); err != nil {
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := <-done; err != nil {
 		_ = st.stop()
 		return 0, 0, fmt.Errorf("%s: %w", mode, err)
 	}
@@ -358,8 +400,9 @@ func fill(ctx context.Context, o opts, in string) error {
 	return pr.ProduceSync(ctx, recs...).FirstErr()
 }
 
-// await reads out read-committed until n records arrived; onRecord sees each.
-func await(ctx context.Context, o opts, out string, n int, onRecord func(*kgo.Record, time.Time)) (int, error) {
+// await reads out read-committed until n records arrived; onRecord sees each. ready, when not
+// nil, is closed once the reader has been fetching for a while.
+func await(ctx context.Context, o opts, out string, n int, ready chan<- struct{}, onRecord func(*kgo.Record, time.Time)) (int, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...), kgo.ConsumeTopics(out),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(50*time.Millisecond))
@@ -370,6 +413,12 @@ func await(ctx context.Context, o opts, out string, n int, onRecord func(*kgo.Re
 	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	got := 0
+	if ready != nil {
+		wctx, cancel := context.WithTimeout(actx, 500*time.Millisecond)
+		cl.PollFetches(wctx) // nothing to read yet: connects, loads metadata and offsets, fetches
+		cancel()
+		close(ready)
+	}
 	for got < n {
 		f := cl.PollFetches(actx)
 		if actx.Err() != nil {
@@ -387,12 +436,18 @@ func await(ctx context.Context, o opts, out string, n int, onRecord func(*kgo.Re
 }
 
 // scrape reads the service's round-trip and transaction counters.
+// It prints where the service's time went: CPU per transaction, Kafka transactions
+// (Begin to End, the transform included) and Redis pipelines.
 func scrape(url string) (trips, txs float64, err error) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer resp.Body.Close()
+	series := map[string]float64{
+		"process_cpu_seconds_total": 0, "vigil_kafka_transaction_duration_seconds_sum": 0, "vigil_kafka_transaction_duration_seconds_count": 0,
+		"vigil_redis_call_duration_seconds_sum": 0, "vigil_redis_call_duration_seconds_count": 0,
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -400,6 +455,10 @@ func scrape(url string) (trips, txs float64, err error) {
 			continue
 		}
 		v, _ := strconv.ParseFloat(f[1], 64)
+		name, _, _ := strings.Cut(f[0], "{")
+		if _, ok := series[name]; ok {
+			series[name] += v
+		}
 		switch f[0] {
 		case "vigil_feature_window_redis_round_trips_total":
 			trips = v
@@ -410,6 +469,11 @@ func scrape(url string) (trips, txs float64, err error) {
 	if txs == 0 {
 		return 0, 0, errors.New("no transactions_total in " + url)
 	}
+	mean := func(sum, count string) float64 { return 1000 * series[sum] / max(series[count], 1) }
+	fmt.Printf("           feature-window: %.1f µs CPU/tx (process, start-up included); %.0f Kafka transactions, %.1f ms each; %.0f Redis calls, %.2f ms each\n",
+		1e6*series["process_cpu_seconds_total"]/txs,
+		series["vigil_kafka_transaction_duration_seconds_count"], mean("vigil_kafka_transaction_duration_seconds_sum", "vigil_kafka_transaction_duration_seconds_count"),
+		series["vigil_redis_call_duration_seconds_count"], mean("vigil_redis_call_duration_seconds_sum", "vigil_redis_call_duration_seconds_count"))
 	return trips, txs, sc.Err()
 }
 
@@ -437,7 +501,7 @@ func latency(ctx context.Context, o opts, mode string) ([2]time.Duration, error)
 	}
 	// Warm up: the group join and the first transaction are not part of steady-state latency.
 	send(-1)
-	if _, err := await(ctx, o, st.out, 1, nil); err != nil {
+	if _, err := await(ctx, o, st.out, 1, nil, nil); err != nil {
 		return res, fmt.Errorf("%s warm-up: %w", mode, err)
 	}
 	total := int(float64(o.rate) * o.paced.Seconds())
@@ -445,7 +509,7 @@ func latency(ctx context.Context, o opts, mode string) ([2]time.Duration, error)
 	var mu sync.Mutex
 	done := make(chan error, 1)
 	go func() {
-		_, err := await(ctx, o, st.out, total+1, func(r *kgo.Record, now time.Time) {
+		_, err := await(ctx, o, st.out, total+1, nil, func(r *kgo.Record, now time.Time) {
 			id := idOf(r)
 			if t, ok := sent.Load(id); ok && id != "bench:-1" {
 				mu.Lock()

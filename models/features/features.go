@@ -134,6 +134,21 @@ func SchemaHash() string { return schemaHash() }
 
 var schemaHash = sync.OnceValue(func() string { return Hash(SchemaVersion, Names) })
 
+// NamesOf names the values of a feature vector of schema version and hash. features.v1
+// records do not repeat the names (they are fixed by the version and hash: a third of a
+// record's bytes went to them); carried is what a record has in its names field, which older
+// records filled. NamesOf returns carried when not empty, Names when version and hash are the
+// current schema's, and nil when it cannot tell.
+func NamesOf(version, hash string, carried []string) []string {
+	switch {
+	case len(carried) > 0:
+		return carried
+	case version == SchemaVersion && hash == SchemaHash():
+		return Names
+	}
+	return nil
+}
+
 // Hash fingerprints a schema version together with its feature names: the first 16 hex
 // characters of sha256("<version>,<name1>,<name2>,..."). It catches a reordered or renamed
 // feature list that kept its version string.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -438,5 +439,31 @@ func TestAmountAnomalies(t *testing.T) {
 		if got := val(v, "account_anomalies_14d"); got != tt.wantCount {
 			t.Errorf("%s: account_anomalies_14d = %v, want %v", tt.name, got, tt.wantCount)
 		}
+	}
+}
+
+func TestNamesOf(t *testing.T) {
+	t.Parallel()
+	carried := []string{"a", "b"}
+	tests := []struct {
+		name          string
+		version, hash string
+		carried       []string
+		want          []string
+	}{
+		{"current schema, names left out", SchemaVersion, SchemaHash(), nil, Names},
+		{"names carried win", "fs-1", "x", carried, carried},
+		{"names carried, current schema", SchemaVersion, SchemaHash(), carried, carried},
+		{"other hash, no names", SchemaVersion, "0000000000000000", nil, nil},
+		{"other version, no names", "fs-1", SchemaHash(), nil, nil},
+		{"nothing", "", "", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := NamesOf(tc.version, tc.hash, tc.carried); !slices.Equal(got, tc.want) {
+				t.Errorf("NamesOf(%q, %q, %v) = %v, want %v", tc.version, tc.hash, tc.carried, got, tc.want)
+			}
+		})
 	}
 }

@@ -29,8 +29,11 @@ type FeatureVector struct {
 	// Version of the feature definitions and a hash of their names and order.
 	SchemaVersion string `protobuf:"bytes,1,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	SchemaHash    string `protobuf:"bytes,2,opt,name=schema_hash,json=schemaHash,proto3" json:"schema_hash,omitempty"`
-	// Names and values in schema order.
-	Names         []string  `protobuf:"bytes,3,rep,name=names,proto3" json:"names,omitempty"`
+	// Names in schema order. feature-window leaves them out: the schema version and hash fix
+	// them (models/features NamesOf), and repeating them took a third of every features.v1
+	// record. Readers take them from here when present (older records), else from the schema.
+	Names []string `protobuf:"bytes,3,rep,name=names,proto3" json:"names,omitempty"`
+	// Values in schema order.
 	Values        []float64 `protobuf:"fixed64,4,rep,packed,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

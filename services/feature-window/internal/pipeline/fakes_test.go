@@ -15,13 +15,14 @@ import (
 // memStore is Store in memory with flush.lua's semantics: checkpoint compare-and-set, accounts
 // stored encoded, terminal and device deltas added.
 type memStore struct {
-	mu        sync.Mutex
-	err       error // returned by every call when set
-	ckpt      map[string]int64
-	accounts  map[string][]byte
-	terminals map[string]map[int64]*[2]int64
-	devices   map[string]map[string]int64
-	fetches   int
+	mu           sync.Mutex
+	err          error // returned by every call when set
+	ckpt         map[string]int64
+	accounts     map[string][]byte
+	terminals    map[string]map[int64]*[2]int64
+	devices      map[string]map[string]int64
+	fetches      int
+	accountReads int // accounts read by Fetch
 }
 
 func newMemStore() *memStore {
@@ -45,6 +46,7 @@ func (m *memStore) Fetch(_ context.Context, r window.Request) (*window.Snapshot,
 		}
 		s.Checkpoints[p] = c
 	}
+	m.accountReads += len(r.Accounts)
 	for _, id := range r.Accounts {
 		a := &features.Account{}
 		if b, ok := m.accounts[id]; ok {

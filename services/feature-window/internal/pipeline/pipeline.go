@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +28,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
@@ -73,10 +74,15 @@ type partition struct {
 	// next: every record below it is folded into accounts; flushed: the checkpoint in Redis.
 	next, flushed int64
 	accounts      map[string]*features.Account
-	dirty         map[string]bool
-	terminals     map[string]map[int64]window.TerminalDelta
-	devices       map[string]map[string]window.DeviceSeen
-	devicePrune   map[string]map[string]int64 // device → account → drop it if last seen below
+	// complete: every account with state in this partition is in accounts, so one not there
+	// is new and is not read from Redis. True for a partition built from no checkpoint (a new
+	// deployment, a lost Redis: nothing of it is in Redis, and the catch-up from the earliest
+	// offset folds every account it has) until an account is evicted.
+	complete    bool
+	dirty       map[string]bool
+	terminals   map[string]map[int64]window.TerminalDelta
+	devices     map[string]map[string]window.DeviceSeen
+	devicePrune map[string]map[string]int64 // device → account → drop it if last seen below
 }
 
 func (part *partition) key() string { return partitionKey(part.topic, part.num) }
@@ -89,7 +95,7 @@ func (part *partition) pending() bool {
 
 // newPartition is a partition held from its Redis checkpoint: empty, to be caught up.
 func newPartition(topic string, num int32, checkpoint int64) *partition {
-	part := &partition{topic: topic, num: num, flushed: checkpoint}
+	part := &partition{topic: topic, num: num, flushed: checkpoint, complete: checkpoint == window.NoCheckpoint}
 	part.clear()
 	part.next = max(checkpoint, 0)
 	return part
@@ -118,10 +124,28 @@ type Pipeline struct {
 	interval    time.Duration // between checkpoints
 	lastFlush   time.Time
 	parts       map[string]*partition // only touched by the loop's goroutine
-	terminals   map[string]*terminalDays
-	devices     map[string]*deviceAccounts
-	deviceTTL   time.Duration
-	reset       atomic.Bool // set by Reset from any goroutine; honoured at the next Transform
+	workers     int                   // partitions of a poll transformed at once
+	// shared guards terminals and devices while a poll's partitions are transformed in
+	// parallel; outside Transform's parallel part only the loop's goroutine touches them.
+	shared    sync.Mutex
+	terminals map[string]*terminalDays
+	devices   map[string]*deviceAccounts
+	deviceTTL time.Duration
+	// sharedGen counts dropShared calls: a background device read started before one is void.
+	sharedGen uint64
+	// refreshing: a background read of stale devices is under way; it reports on refreshed.
+	refreshing bool
+	refreshed  chan deviceRefresh
+	reset      atomic.Bool // set by Reset from any goroutine; honoured at the next Transform
+}
+
+// deviceRefresh is what a background read of devices whose cached accounts got older than
+// deviceTTL found.
+type deviceRefresh struct {
+	gen     uint64
+	read    time.Time
+	devices map[string]map[string]int64
+	err     error
 }
 
 // deviceAccounts caches one device's accounts (last seen, ms) as Redis had them when read plus
@@ -137,8 +161,8 @@ type deviceAccounts struct {
 // which no longer change once their labels are in, so one read per terminal per day serves
 // every poll. It is dropped whenever a partition is loaded or dropped.
 type terminalDays struct {
-	lo, hi int64
-	days   map[int64]*[2]int64
+	lo   int64
+	days [][2]int64 // day lo+i → {transactions, frauds}
 }
 
 const maxCachedTerminals = 1_000_000
@@ -169,7 +193,9 @@ func WithMetrics(reg prometheus.Registerer) Option {
 func WithMaxAccounts(n int) Option { return func(p *Pipeline) { p.maxAccounts = n } }
 
 // WithDeviceRefresh reads a device's accounts from Redis again once its cached copy is older
-// than d (default 1 s; 0: every poll). This instance's own updates are always in the copy.
+// than d (default 1 s), in the background: the poll that finds it stale uses the copy. With 0
+// every poll reads its devices before computing. This instance's own updates are always in the
+// copy.
 func WithDeviceRefresh(d time.Duration) Option { return func(p *Pipeline) { p.deviceTTL = d } }
 
 // WithCheckpointInterval checkpoints to Redis at most once per d (default 0: after every
@@ -178,11 +204,15 @@ func WithDeviceRefresh(d time.Duration) Option { return func(p *Pipeline) { p.de
 // instances seeing this one's terminal and device updates up to d later.
 func WithCheckpointInterval(d time.Duration) Option { return func(p *Pipeline) { p.interval = d } }
 
+// WithParallelism transforms up to n partitions of a poll at once (default GOMAXPROCS; 1:
+// serially).
+func WithParallelism(n int) Option { return func(p *Pipeline) { p.workers = max(n, 1) } }
+
 // New returns a pipeline writing to outTopic; read catches partitions up from tx.v1.
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
 		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalDays{}, devices: map[string]*deviceAccounts{},
-		deviceTTL: time.Second, maxAccounts: 200_000}
+		deviceTTL: time.Second, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -223,6 +253,7 @@ func (p *Pipeline) dropAll() {
 func (p *Pipeline) dropShared() {
 	p.terminals = map[string]*terminalDays{}
 	p.devices = map[string]*deviceAccounts{}
+	p.sharedGen++
 }
 
 // drop forgets one partition; the terminal cache holds its unflushed deltas, so it goes too.
@@ -232,15 +263,70 @@ func (p *Pipeline) drop(k string) {
 }
 
 type item struct {
-	rec  *kgo.Record
-	tx   *fraudv1.Transaction
+	rec  *kgo.Record // its value is the transaction features.v1 carries
 	ev   features.Event
 	ctx  context.Context
 	span trace.Span
 }
 
+// poll is one partition's share of a poll: its records in order, then what Transform made of
+// them.
+type poll struct {
+	key   string
+	part  *partition
+	recs  []*kgo.Record
+	items []item
+	dead  []*kgo.Record // dead letters
+	out   []*kgo.Record
+}
+
+// split groups in by partition, keeping each partition's order.
+func split(in []*kgo.Record) []*poll {
+	var polls []*poll
+	idx := map[string]int{}
+	for _, r := range in {
+		k := partitionKey(r.Topic, r.Partition)
+		i, ok := idx[k]
+		if !ok {
+			i = len(polls)
+			idx[k] = i
+			polls = append(polls, &poll{key: k})
+		}
+		polls[i].recs = append(polls[i].recs, r)
+	}
+	return polls
+}
+
+// each runs fn(0) … fn(n-1) on up to p.workers goroutines and returns when all returned.
+func (p *Pipeline) each(n int, fn func(i int)) {
+	workers := min(n, p.workers)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // Transform is a kafka.Transform. Records that cannot be decoded or are invalid go to the
 // dead-letter topic; a Redis failure is returned so the transaction aborts and retries.
+//
+// The poll's partitions are decoded and transformed in parallel (WithParallelism): they own
+// disjoint accounts, and the shared terminal and device caches are locked per access. A
+// partition's records are processed in order, so everything a partition's features read of its
+// own past is exactly what a serial run reads.
 //
 // Each input record gets a consumer span, child of the trace context in its headers, and its
 // output record carries that span's context: the trace runs ingest → here → scoring.
@@ -248,47 +334,79 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 	if p.reset.Swap(false) {
 		p.dropAll()
 	}
-	out := make([]*kgo.Record, 0, len(in))
-	items := make([]item, 0, len(in))
-	first := map[string]int64{} // partition → first offset in this poll
-	for _, r := range in {
-		k := partitionKey(r.Topic, r.Partition)
-		if _, ok := first[k]; !ok {
-			first[k] = r.Offset
+	polls := split(in)
+	p.each(len(polls), func(i int) { p.decode(ctx, polls[i]) })
+	fail := func(err error) ([]*kgo.Record, error) {
+		for _, pl := range polls {
+			for _, it := range pl.items {
+				telemetry.EndSpan(it.span, err)
+			}
 		}
+		return nil, err
+	}
+	first := make(map[string]int64, len(polls)) // partition → first offset in this poll
+	for _, pl := range polls {
+		first[pl.key] = pl.recs[0].Offset
+	}
+	if err := p.load(ctx, in, first); err != nil {
+		return fail(err)
+	}
+	for _, pl := range polls {
+		pl.part = p.parts[pl.key]
+	}
+	snap, err := p.fetch(ctx, polls)
+	if err != nil {
+		return fail(err)
+	}
+	now := p.now()
+	p.each(len(polls), func(i int) { p.transform(polls[i], snap, now) })
+	n := 0
+	for _, pl := range polls {
+		n += len(pl.dead) + len(pl.out)
+	}
+	out := make([]*kgo.Record, 0, n)
+	for _, pl := range polls {
+		out = append(out, pl.dead...)
+		out = append(out, pl.out...)
+		for _, it := range pl.items {
+			it.span.End()
+		}
+		// Every record of the poll (applied, duplicate, stale or dead-lettered) moves its
+		// partition's next offset, and so its checkpoint, past it.
+		if last := pl.recs[len(pl.recs)-1].Offset; last >= pl.part.next {
+			pl.part.next = last + 1
+		}
+	}
+	return out, nil
+}
+
+// decode starts each record's span and decodes it; undecodable records become dead letters.
+func (p *Pipeline) decode(ctx context.Context, pl *poll) {
+	pl.items = make([]item, 0, len(pl.recs))
+	for _, r := range pl.recs {
 		sctx, span := telemetry.StartConsumerSpan(ctx, tracerName, r, SpanName)
 		tx, err := decodeTx(r)
 		if err != nil {
 			dl := kafka.DeadLetter(r, err)
 			telemetry.Inject(sctx, dl)
-			out = append(out, dl)
+			pl.dead = append(pl.dead, dl)
 			p.Stats.DeadLetters.Add(1)
 			p.log.WarnContext(sctx, "record sent to the dead-letter topic", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 			telemetry.EndSpan(span, err)
 			continue
 		}
 		span.SetAttributes(telemetry.TransactionID(tx.GetId()))
-		items = append(items, item{rec: r, tx: tx, ev: features.FromTransaction(tx), ctx: sctx, span: span})
+		pl.items = append(pl.items, item{rec: r, ev: features.FromTransaction(tx), ctx: sctx, span: span})
 	}
-	fail := func(err error) ([]*kgo.Record, error) {
-		for _, it := range items {
-			telemetry.EndSpan(it.span, err)
-		}
-		return nil, err
-	}
-	if err := p.load(ctx, in, first); err != nil {
-		return fail(err)
-	}
-	snap, err := p.fetch(ctx, items)
-	if err != nil {
-		return fail(err)
-	}
-	v := &view{p: p}
-	now := p.now()
-	computed := timestamppb.New(now)
-	for i := range items {
-		it := &items[i]
-		part := p.parts[partitionKey(it.rec.Topic, it.rec.Partition)]
+}
+
+// transform computes and applies one partition's items in order and encodes their outputs.
+func (p *Pipeline) transform(pl *poll, snap *window.Snapshot, now time.Time) {
+	part := pl.part
+	v := &view{p: p, part: part}
+	pl.out = make([]*kgo.Record, 0, len(pl.items))
+	for i := range pl.items {
+		it := &pl.items[i]
 		a := part.accounts[it.ev.AccountID]
 		if a == nil {
 			if a = snap.Accounts[it.ev.AccountID]; a == nil {
@@ -296,7 +414,6 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			}
 			part.accounts[it.ev.AccountID] = a
 		}
-		v.part = part
 		stale := it.rec.Offset < part.next
 		if !stale && features.Duplicate(a, it.ev) {
 			// The same transaction again (a client retry after a 503 whose record was
@@ -321,42 +438,16 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		}
 		p.freshness.Observe(max(0, now.Sub(it.ev.EventTime).Seconds()))
 		p.Stats.Transactions.Add(1)
-		msg := &fraudv1.EnrichedTransaction{
-			Transaction: it.tx,
-			Features: &fraudv1.FeatureVector{
-				SchemaVersion: features.SchemaVersion,
-				SchemaHash:    features.SchemaHash(),
-				Names:         features.Names,
-				Values:        vec,
-			},
-			ComputedTime: computed,
-		}
-		rec, err := kafka.NewRecord(p.outTopic, it.tx.GetAccountId(), msg)
-		if err != nil {
-			p.dropAll() // the state folded part of this poll
-			return fail(err)
-		}
+		rec := enrichedRecord(p.outTopic, it.rec, it.ev.AccountID, vec, now, late)
 		if late {
 			p.Stats.Late.Add(1)
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderLate, Value: []byte("1")})
 		}
 		if it.span.IsRecording() {
 			it.span.SetAttributes(attribute.Bool("vigil.late", late))
 		}
 		telemetry.Inject(it.ctx, rec)
-		out = append(out, rec)
+		pl.out = append(pl.out, rec)
 	}
-	for _, it := range items {
-		it.span.End()
-	}
-	// Every record of the poll (applied, duplicate, stale or dead-lettered) moves its
-	// partition's next offset, and so its checkpoint, past it.
-	for _, r := range in {
-		if part := p.parts[partitionKey(r.Topic, r.Partition)]; part != nil && r.Offset >= part.next {
-			part.next = r.Offset + 1
-		}
-	}
-	return out, nil
 }
 
 // load makes sure every partition in the poll is held in memory with its state complete up to
@@ -429,7 +520,11 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 		var need []string
 		seen := map[string]bool{}
 		for _, ev := range batch {
-			if part.accounts[ev.AccountID] == nil && !seen[ev.AccountID] {
+			switch {
+			case part.accounts[ev.AccountID] != nil:
+			case part.complete:
+				part.accounts[ev.AccountID] = &features.Account{}
+			case !seen[ev.AccountID]:
 				seen[ev.AccountID] = true
 				need = append(need, ev.AccountID)
 			}
@@ -478,24 +573,92 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 	return nil
 }
 
-// fetch reads, in one round trip, the accounts of the poll not held in memory, the devices its
-// events read and the terminal days not cached, and merges in this instance's unflushed deltas.
-func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, error) {
+// fetch reads, in one round trip, the accounts of the poll not held in memory, the devices not
+// cached and the terminal days not cached, and merges in this instance's unflushed deltas.
+//
+// A device seen before whose cached accounts got older than deviceTTL is not read in that round
+// trip: the poll uses the cached accounts (which hold every update of this instance) and a
+// background read brings the other instances' updates in before a later poll.
+func (p *Pipeline) fetch(ctx context.Context, polls []*poll) (*window.Snapshot, error) {
+	p.mergeRefreshed()
 	now := p.now()
 	var req window.Request
 	req.Terminals = map[string]window.Days{}
 	seenAcct := map[string]bool{}
 	seenDev := map[string]bool{}
-	for _, it := range items {
-		part := p.parts[partitionKey(it.rec.Topic, it.rec.Partition)]
-		if id := it.ev.AccountID; part.accounts[id] == nil && !seenAcct[id] {
+	var stale []string
+	for _, pl := range polls {
+		p.request(&req, pl, now, seenAcct, seenDev, &stale)
+	}
+	snap, err := p.fetchRequest(ctx, req, now)
+	if err == nil && len(stale) > 0 {
+		p.refresh(ctx, stale, now)
+	}
+	return snap, err
+}
+
+// refresh reads devices in the background; mergeRefreshed takes the result in.
+func (p *Pipeline) refresh(ctx context.Context, devices []string, now time.Time) {
+	p.refreshing = true
+	gen := p.sharedGen
+	go func() {
+		snap, err := p.store.Fetch(ctx, window.Request{Devices: devices})
+		r := deviceRefresh{gen: gen, read: now, err: err}
+		if err == nil {
+			r.devices = snap.Devices
+		}
+		p.refreshed <- r
+	}()
+}
+
+// mergeRefreshed merges a finished background device read into the cache, keeping each
+// account's newest time: the cache already has this instance's updates, the read adds the
+// other instances'. Accounts Redis pruned may stay cached; they are older than any count reads.
+func (p *Pipeline) mergeRefreshed() {
+	var r deviceRefresh
+	select {
+	case r = <-p.refreshed:
+	default:
+		return
+	}
+	p.refreshing = false
+	if r.err != nil {
+		p.log.Warn("background device read failed; the devices are read again at the next poll", "err", r.err)
+		return
+	}
+	if r.gen != p.sharedGen {
+		return // the cache was dropped since: the devices are read again when they come
+	}
+	for dev, accts := range r.devices {
+		c := p.devices[dev]
+		if c == nil {
+			continue
+		}
+		for a, ms := range accts {
+			if old, ok := c.accts[a]; !ok || ms > old {
+				c.accts[a] = ms
+			}
+		}
+		c.read = r.read
+	}
+}
+
+// request adds to req what pl's items need read.
+// Devices whose cache is stale go to stale instead, unless a background read is under way.
+func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcct, seenDev map[string]bool, stale *[]string) {
+	part := pl.part
+	for _, it := range pl.items {
+		if id := it.ev.AccountID; !part.complete && part.accounts[id] == nil && !seenAcct[id] {
 			seenAcct[id] = true
 			req.Accounts = append(req.Accounts, id)
 		}
 		if d := it.ev.DeviceID; d != "" && !seenDev[d] {
 			seenDev[d] = true
-			if c := p.devices[d]; c == nil || now.Sub(c.read) >= p.deviceTTL {
+			switch c := p.devices[d]; {
+			case c == nil || c.read.IsZero() || p.deviceTTL <= 0: // never read, or read every poll
 				req.Devices = append(req.Devices, d)
+			case now.Sub(c.read) >= p.deviceTTL && !p.refreshing:
+				*stale = append(*stale, d)
 			}
 		}
 		if t := it.ev.TerminalID; t != "" {
@@ -506,11 +669,18 @@ func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, e
 			req.Terminals[t] = window.Days{Lo: lo, Hi: hi}
 		}
 	}
+}
+
+// fetchRequest reads req and merges this instance's unflushed deltas into the caches.
+func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now time.Time) (*window.Snapshot, error) {
 	// Terminals whose cached days cover every event of the poll need no read.
 	for t, d := range req.Terminals {
-		if c := p.terminals[t]; c != nil && c.lo <= d.Lo && d.Hi <= c.hi {
+		if c := p.terminals[t]; c != nil && c.lo <= d.Lo && d.Hi < c.lo+int64(len(c.days)) {
 			delete(req.Terminals, t)
 		}
+	}
+	if len(req.Accounts)+len(req.Devices)+len(req.Terminals)+len(req.Checkpoints) == 0 {
+		return &window.Snapshot{}, nil // all cached: no round trip
 	}
 	snap, err := p.store.Fetch(ctx, req)
 	if err != nil {
@@ -521,17 +691,20 @@ func (p *Pipeline) fetch(ctx context.Context, items []item) (*window.Snapshot, e
 	}
 	for t, days := range snap.Terminals {
 		d := req.Terminals[t]
+		c := &terminalDays{lo: d.Lo, days: make([][2]int64, d.Hi-d.Lo+1)}
+		for day, n := range days {
+			if day >= d.Lo && day <= d.Hi {
+				c.days[day-d.Lo] = *n
+			}
+		}
 		for _, part := range p.parts {
 			for day, td := range part.terminals[t] {
 				if day >= d.Lo && day <= d.Hi {
-					if days[day] == nil {
-						days[day] = &[2]int64{}
-					}
-					days[day][0] += td.Tx
+					c.days[day-d.Lo][0] += td.Tx
 				}
 			}
 		}
-		p.terminals[t] = &terminalDays{lo: d.Lo, hi: d.Hi, days: days}
+		p.terminals[t] = c
 	}
 	for dev, accts := range snap.Devices {
 		for _, part := range p.parts {
@@ -625,6 +798,7 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 					break
 				}
 				delete(part.accounts, id)
+				part.complete = false
 			}
 		}
 	}
@@ -633,7 +807,8 @@ func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
 
 // view is features.Shared for one poll: the cached terminal days and the devices read from
 // Redis, both with this instance's unflushed deltas, recording each partition's deltas for its
-// checkpoint. With record set (catching up) it only records.
+// checkpoint. With record set (catching up) it only records. Each partition transformed in
+// parallel has its own view; the instance-wide caches are read and written under p.shared.
 type view struct {
 	p      *Pipeline
 	part   *partition
@@ -641,28 +816,33 @@ type view struct {
 }
 
 func (v *view) TerminalTiles(terminal string, lo, hi int64) (tx, fraud int64) {
+	v.p.shared.Lock()
+	defer v.p.shared.Unlock()
 	c := v.p.terminals[terminal]
 	if c == nil {
 		return 0, 0
 	}
-	for d, n := range c.days {
-		if d >= lo && d <= hi {
-			tx, fraud = tx+n[0], fraud+n[1]
-		}
+	for i := max(lo-c.lo, 0); i <= hi-c.lo && i < int64(len(c.days)); i++ {
+		tx, fraud = tx+c.days[i][0], fraud+c.days[i][1]
 	}
 	return tx, fraud
 }
 
 func (v *view) DeviceAccounts(device, account string, after int64) int64 {
 	var n int64
+	v.p.shared.Lock()
+	defer v.p.shared.Unlock()
 	c := v.p.devices[device]
 	if c == nil {
 		return 0
 	}
-	for a, ms := range c.accts {
-		if a != account && ms > after {
+	for _, ms := range c.accts {
+		if ms > after { // counting the account too and taking it off after: no string compares
 			n++
 		}
+	}
+	if ms, ok := c.accts[account]; ok && ms > after {
+		n--
 	}
 	return n
 }
@@ -680,11 +860,12 @@ func (v *view) AddTerminalTx(terminal string, day, pruneBelow int64) {
 	if v.record {
 		return
 	}
-	if c := v.p.terminals[terminal]; c != nil {
-		if c.days[day] == nil {
-			c.days[day] = &[2]int64{}
-		}
-		c.days[day][0]++
+	v.p.shared.Lock()
+	defer v.p.shared.Unlock()
+	// Days outside the cached range are read from Redis and the partitions' deltas when an
+	// event first needs them.
+	if c := v.p.terminals[terminal]; c != nil && day >= c.lo && day < c.lo+int64(len(c.days)) {
+		c.days[day-c.lo][0]++
 	}
 }
 
@@ -700,6 +881,8 @@ func (v *view) SeeDevice(device, account string, ms, pruneBelow int64) {
 	if v.record {
 		return
 	}
+	v.p.shared.Lock()
+	defer v.p.shared.Unlock()
 	c := v.p.devices[device]
 	if c == nil {
 		c = &deviceAccounts{accts: map[string]int64{}} // never read: the next poll reads it

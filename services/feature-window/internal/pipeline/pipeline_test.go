@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -130,5 +131,126 @@ func TestTransformMarksLateEvents(t *testing.T) {
 	}
 	if p.Stats.Late.Load() != 1 {
 		t.Errorf("late count %d", p.Stats.Late.Load())
+	}
+}
+
+// TestAccountsReadOnlyWhenRedisMayHoldThem: a partition built from no checkpoint holds every
+// account it has, so new accounts are not read from Redis (and stale account keys without a
+// checkpoint are not trusted); from a checkpoint, or once accounts were evicted, they are read.
+func TestAccountsReadOnlyWhenRedisMayHoldThem(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	stale, err := (&features.Account{Last: t0.UnixMilli(), HasLast: true}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		checkpoint  bool // a checkpoint at offset 0: Redis may hold the partition's accounts
+		staleKey    bool // acct-1 in Redis without a checkpoint
+		maxAccounts int
+		wantReads   int // accounts read for the second poll
+	}{
+		{"no checkpoint", false, false, 100, 0},
+		{"no checkpoint, stale account key ignored", false, true, 100, 0},
+		{"checkpoint", true, false, 100, 2},
+		{"accounts evicted", false, false, 1, 2},
+	}
+	sincePrev := features.Index("account_seconds_since_prev")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := newMemStore()
+			if tc.checkpoint {
+				st.ckpt["tx.v1/0"] = 0
+			}
+			if tc.staleKey {
+				st.accounts["acct-1"] = stale
+			}
+			p := New(st, noReader, features.DefaultConfig(), "features.v1", func() time.Time { return t0 }, WithMaxAccounts(tc.maxAccounts))
+			first := []*kgo.Record{txRecord(t, "s:0", "acct-0", t0, 1), txRecord(t, "s:9", "acct-9", t0, 1)}
+			setOffsets(first)
+			if _, err := p.Transform(context.Background(), first); err != nil {
+				t.Fatal(err)
+			}
+			p.Committed(context.Background(), first)
+			st.accountReads = 0
+			second := []*kgo.Record{txRecord(t, "s:1", "acct-1", t0.Add(time.Minute), 1), txRecord(t, "s:2", "acct-2", t0.Add(time.Minute), 1)}
+			for i, r := range second {
+				r.Offset = int64(len(first) + i)
+			}
+			out, err := p.Transform(context.Background(), second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.accountReads != tc.wantReads {
+				t.Errorf("%d accounts read, want %d", st.accountReads, tc.wantReads)
+			}
+			var et fraudv1.EnrichedTransaction
+			if err := kafka.Decode(out[0], &et); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := et.GetFeatures().GetValues()[sincePrev], (30 * 24 * time.Hour).Seconds(); got != want {
+				t.Errorf("acct-1 seconds since previous = %v, want %v (a new account)", got, want)
+			}
+		})
+	}
+}
+
+// TestDeviceRefreshInBackground: a device seen before whose cached accounts got older than the
+// refresh interval is served from the cache (this instance's updates are all in it) while a
+// background read brings another instance's accounts in for a later poll.
+func TestDeviceRefreshInBackground(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	now := t0
+	st := newMemStore()
+	p := New(st, noReader, features.DefaultConfig(), "features.v1", func() time.Time { return now }, WithDeviceRefresh(time.Second))
+	devIdx := features.Index("device_distinct_accounts_1d")
+	offset := int64(0)
+	poll := func(account string) float64 {
+		t.Helper()
+		tx := &fraudv1.Transaction{Id: fmt.Sprint("s:", offset), AccountId: account, AmountMinor: 1, Currency: "EUR",
+			DeviceId: "dev", EventTime: timestamppb.New(t0.Add(time.Duration(offset) * time.Minute))}
+		r, err := kafka.NewRecord("tx.v1", account, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Offset = offset
+		offset++
+		out, err := p.Transform(context.Background(), []*kgo.Record{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var et fraudv1.EnrichedTransaction
+		if err := kafka.Decode(out[0], &et); err != nil {
+			t.Fatal(err)
+		}
+		return et.GetFeatures().GetValues()[devIdx]
+	}
+	if got := poll("a1"); got != 1 {
+		t.Fatalf("first poll: device accounts %v, want 1", got)
+	}
+	// Another instance's account on the device reaches Redis.
+	st.mu.Lock()
+	st.devices["dev"] = map[string]int64{"other": t0.UnixMilli()}
+	st.mu.Unlock()
+	now = now.Add(2 * time.Second) // the cached copy is stale now
+	fetches := func() int {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.fetches
+	}
+	before := fetches()
+	if got := poll("a2"); got != 2 { // a1, a2: the stale copy, other not in it yet
+		t.Fatalf("stale poll: device accounts %v, want 2", got)
+	}
+	r := <-p.refreshed // wait for the background read and hand it back
+	p.refreshed <- r
+	if got := fetches() - before; got != 1 {
+		t.Errorf("%d store reads for the stale poll, want 1 (the background one)", got)
+	}
+	if got := poll("a3"); got != 4 { // a1, a2, other and a3
+		t.Errorf("after the refresh: device accounts %v, want 4", got)
 	}
 }

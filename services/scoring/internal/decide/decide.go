@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
@@ -130,8 +131,9 @@ func DecisionID(transactionID string) string {
 func RuleEnv(in Input) rules.Env {
 	tx := in.ET.GetTransaction()
 	fv := in.ET.GetFeatures()
-	feats := make(map[string]float64, len(fv.GetNames()))
-	for i, n := range fv.GetNames() {
+	names := features.NamesOf(fv.GetSchemaVersion(), fv.GetSchemaHash(), fv.GetNames())
+	feats := make(map[string]float64, len(names))
+	for i, n := range names {
 		if i < len(fv.GetValues()) {
 			feats[n] = fv.GetValues()[i]
 		}

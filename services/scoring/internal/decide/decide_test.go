@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
@@ -365,4 +366,41 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/tx")
+}
+
+// TestRuleEnvFeatureNames: rules see features by name whether the vector carries its names
+// (older records) or leaves them to its schema version and hash (features.v1 now).
+func TestRuleEnvFeatureNames(t *testing.T) {
+	t.Parallel()
+	values := make([]float64, len(features.Names))
+	for i := range values {
+		values[i] = float64(i + 1)
+	}
+	tests := []struct {
+		name string
+		fv   *fraudv1.FeatureVector
+		want map[string]float64
+	}{
+		{"names carried", &fraudv1.FeatureVector{SchemaVersion: "fs-1", Names: []string{"amount", "is_night"}, Values: []float64{5, 1}},
+			map[string]float64{"amount": 5, "is_night": 1}},
+		{"current schema without names", &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(), Values: values},
+			map[string]float64{"amount": 1, "account_count_1h": 2, "country_mismatch": float64(len(values))}},
+		{"unknown schema without names", &fraudv1.FeatureVector{SchemaVersion: "fs-0", SchemaHash: "x", Values: values}, map[string]float64{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			et := enriched(500, 1)
+			et.Features = tc.fv
+			env := RuleEnv(Input{ET: et})
+			for k, v := range tc.want {
+				if got, ok := env.Features[k]; !ok || got != v {
+					t.Errorf("features[%q] = %v, %v; want %v", k, got, ok, v)
+				}
+			}
+			if len(tc.want) == 0 && len(env.Features) != 0 {
+				t.Errorf("features %v, want none", env.Features)
+			}
+		})
+	}
 }

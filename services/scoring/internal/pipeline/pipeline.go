@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/telemetry"
+	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
@@ -309,8 +310,14 @@ func check(et *fraudv1.EnrichedTransaction, s modelset.Scorer) error {
 		return fmt.Errorf("%w: enriched transaction without id or account", kafka.ErrDecode)
 	case fv.GetSchemaVersion() != s.FeatureSchema():
 		return fmt.Errorf("feature schema %q, model %s expects %q", fv.GetSchemaVersion(), s.Version(), s.FeatureSchema())
-	case len(fv.GetValues()) != len(fv.GetNames()):
-		return fmt.Errorf("%w: %d feature values for %d names", kafka.ErrDecode, len(fv.GetValues()), len(fv.GetNames()))
+	}
+	// features.v1 leaves the names out: the schema version and hash fix them.
+	names := features.NamesOf(fv.GetSchemaVersion(), fv.GetSchemaHash(), fv.GetNames())
+	switch {
+	case names == nil:
+		return fmt.Errorf("%w: feature schema %s hash %q unknown and no names carried", kafka.ErrDecode, fv.GetSchemaVersion(), fv.GetSchemaHash())
+	case len(fv.GetValues()) != len(names):
+		return fmt.Errorf("%w: %d feature values for %d names", kafka.ErrDecode, len(fv.GetValues()), len(names))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
@@ -324,5 +325,41 @@ func TestRecorderSeesEachBatchOnce(t *testing.T) {
 		if !proto.Equal(d, ds[i]) {
 			t.Errorf("recorded decision %d differs from the produced one", i)
 		}
+	}
+}
+
+// schemaScorer is a scorer of the current feature schema.
+type schemaScorer struct{ fakeScorer }
+
+func (schemaScorer) FeatureSchema() string { return features.SchemaVersion }
+
+// TestCheckFeatureNames: features.v1 records leave the names out (the schema version and hash
+// fix them); older records carry them. Values that cannot be named are dead-lettered.
+func TestCheckFeatureNames(t *testing.T) {
+	t.Parallel()
+	tx := &fraudv1.Transaction{Id: "s:1", AccountId: "a"}
+	n := len(features.Names)
+	tests := []struct {
+		name    string
+		fv      *fraudv1.FeatureVector
+		wantErr bool
+	}{
+		{"current schema without names", &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(), Values: make([]float64, n)}, false},
+		{"names carried", &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, Names: []string{"a", "b"}, Values: []float64{1, 2}}, false},
+		{"too few values", &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(), Values: make([]float64, n-1)}, true},
+		{"names and values differ", &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, Names: []string{"a", "b"}, Values: []float64{1}}, true},
+		{"unknown hash without names", &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: "0123456789abcdef", Values: make([]float64, n)}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := check(&fraudv1.EnrichedTransaction{Transaction: tx, Features: tc.fv}, schemaScorer{})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("check = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil && !errors.Is(err, kafka.ErrDecode) {
+				t.Errorf("check = %v, want a dead letter (kafka.ErrDecode)", err)
+			}
+		})
 	}
 }

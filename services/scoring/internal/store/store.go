@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
@@ -197,7 +198,7 @@ func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 		}
 		feats := map[string]float64{}
 		fv := dec.GetInput().GetFeatures()
-		for i, n := range fv.GetNames() {
+		for i, n := range features.NamesOf(fv.GetSchemaVersion(), fv.GetSchemaHash(), fv.GetNames()) {
 			if i < len(fv.GetValues()) {
 				feats[n] = fv.GetValues()[i]
 			}
