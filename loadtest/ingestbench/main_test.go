@@ -121,3 +121,15 @@ func TestListenerPIDFindsThisProcess(t *testing.T) {
 		t.Errorf("listenerPID(bad) = %d, want 0", got)
 	}
 }
+
+func TestMeanOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{0.5}, 0.5}, {[]float64{0.4, 0.8}, 0.6000000000000001}} {
+		if got := meanOf(tc.in); got != tc.want {
+			t.Errorf("meanOf(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
