@@ -42,12 +42,21 @@ import (
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
+const (
+	// ingestMaxInFlight is ingest's in-flight bound and producer buffer in the run (franz-go's
+	// default buffer), and the raw producer's buffer.
+	ingestMaxInFlight = 10000
+	// rawInFlight is what the raw maximum keeps in flight, about the batch phase's 8 × 500.
+	rawInFlight = 4096
+)
+
 type options struct {
 	ingestBin   string
 	rate        float64
 	rateFor     time.Duration
 	maxFor      time.Duration
 	rawFor      time.Duration
+	pairs       int
 	workers     int
 	batch       int
 	partitions  int
@@ -74,9 +83,10 @@ func parse(args []string) (options, error) {
 	fs := flag.NewFlagSet("ingestbench", flag.ContinueOnError)
 	fs.StringVar(&o.ingestBin, "ingest-bin", "var/bin/ingest", "the ingest binary to run")
 	fs.Float64Var(&o.rate, "rate", 1000, "open-loop arrival rate of the fixed-rate phase (tx/s)")
-	fs.DurationVar(&o.rateFor, "rate-for", 10*time.Second, "length of the fixed-rate phase")
-	fs.DurationVar(&o.maxFor, "max-for", 8*time.Second, "length of the maximum-throughput phase")
-	fs.DurationVar(&o.rawFor, "raw-for", 8*time.Second, "length of the raw franz-go produce loop")
+	fs.DurationVar(&o.rateFor, "rate-for", 4*time.Second, "length of each fixed-rate phase, raw and ingest alike")
+	fs.IntVar(&o.pairs, "pairs", 3, "fixed-rate phases run as this many back-to-back pairs of raw and ingest open loops; medians are reported")
+	fs.DurationVar(&o.maxFor, "max-for", 6*time.Second, "length of the single-transaction maximum, and of the batch maximum split over its pairs with the raw one")
+	fs.DurationVar(&o.rawFor, "raw-for", 6*time.Second, "length of the raw franz-go produce maximum, split over its pairs with the batch one")
 	fs.IntVar(&o.workers, "workers", 64, "concurrent clients of the maximum-throughput phase")
 	fs.IntVar(&o.batch, "batch", 500, "transactions per request in the batch phase (1-500)")
 	fs.IntVar(&o.batchers, "batch-clients", 8, "concurrent clients of the batch phase; clients × batch is its transactions in flight (the raw loop keeps 4096)")
@@ -87,13 +97,13 @@ func parse(args []string) (options, error) {
 		return o, err
 	}
 	var errs []error
-	if o.rate <= 0 || o.workers <= 0 || o.partitions <= 0 || o.batchers <= 0 {
-		errs = append(errs, errors.New("--rate, --workers, --batch-clients and --partitions must be positive"))
+	if o.rate <= 0 || o.workers <= 0 || o.partitions <= 0 || o.batchers <= 0 || o.pairs <= 0 {
+		errs = append(errs, errors.New("--rate, --pairs, --workers, --batch-clients and --partitions must be positive"))
 	}
 	if o.batch < 1 || o.batch > 500 {
 		errs = append(errs, errors.New("--batch must be 1-500"))
 	}
-	if total := o.rateFor + o.maxFor*2 + o.rawFor*3/2; total > 45*time.Second || o.rateFor <= 0 || o.maxFor <= 0 || o.rawFor <= 0 {
+	if total := time.Duration(2*o.pairs)*o.rateFor + o.maxFor*2 + o.rawFor; total > 45*time.Second || o.rateFor <= 0 || o.maxFor <= 0 || o.rawFor <= 0 {
 		errs = append(errs, fmt.Errorf("phases must be positive and total at most 45s (the run is bounded to 60s), got %s", total))
 	}
 	o.brokers = strings.Split(os.Getenv("VIGIL_KAFKA_BROKERS"), ",")
@@ -153,8 +163,8 @@ func run(ctx context.Context, args []string) error {
 		"VIGIL_INGEST_ADDR":            addr,
 		"VIGIL_INGEST_API_KEYS":        "bench:" + apiKey,
 		"VIGIL_INGEST_CARD_HMAC_KEY":   randomHex(32),
-		"VIGIL_INGEST_RATE_LIMIT":      "0",     // measure the service, not the limiter
-		"VIGIL_INGEST_MAX_IN_FLIGHT":   "10000", // franz-go buffers 10,000 records by default
+		"VIGIL_INGEST_RATE_LIMIT":      "0", // measure the service, not the limiter
+		"VIGIL_INGEST_MAX_IN_FLIGHT":   strconv.Itoa(ingestMaxInFlight),
 		"VIGIL_TOPIC_TX":               topic,
 		"VIGIL_POSTGRES_URL":           dbURL,
 		"VIGIL_REDIS_KEY_PREFIX":       "bench-" + runID + ":",
@@ -169,11 +179,15 @@ func run(ctx context.Context, args []string) error {
 		}
 		env["VIGIL_INGEST_DEBUG_ADDR"] = prof.addr
 	}
-	stopIngest, err := startIngest(ctx, o, addr, env)
+	ingestPID, stopIngest, err := startIngest(ctx, o, addr, env)
 	if err != nil {
 		return err
 	}
 	defer stopIngest()
+	watched := map[string]int{"ingest": ingestPID, "bench": os.Getpid()}
+	if pid := listenerPID(o.brokers[0]); pid > 0 {
+		watched["broker"] = pid
+	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}, Timeout: 15 * time.Second}
 	target := "http://" + addr + "/v1/transactions"
@@ -185,70 +199,173 @@ func run(ctx context.Context, args []string) error {
 		topic, o.partitions, len(sample), msgSize, numCPU(), loadAvg())
 
 	// Warm up connections (as many as the open loop may hold at once) and the producer, so the
-	// first phase measures steady state rather than TCP handshakes.
+	// first phase measures steady state rather than TCP handshakes. The raw client is warmed
+	// too: its connection, metadata and producer id must not land in its first phase's tail.
 	if _, err := gen.closedLoop(ctx, 64, time.Second); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
-
-	// The raw open loop runs right before the ingest one, so both see the same machine.
-	rawFixed, err := rawOpenLoop(ctx, o, topic, o.rawFor/2)
+	raw, err := newRawClient(ctx, o, topic)
 	if err != nil {
 		return err
 	}
-	rawFixed.print(fmt.Sprintf("raw franz-go open loop @ %.0f rec/s", o.rate))
+	defer raw.Close()
 
-	stopProfile := prof.cpu(ctx, "fixed", o.rateFor)
-	before, _ := serverHistogram(ctx, "http://"+addr, "/v1/transactions")
-	fixed, err := gen.openLoop(ctx, o.rate, o.rateFor)
-	stopProfile()
-	if err != nil {
-		return err
-	}
-	fixed.print(fmt.Sprintf("ingest open loop @ %.0f tx/s", o.rate))
-	// Ingest's own view of the same requests, from its latency histogram: the part of the ack
-	// latency spent inside the server, without the client and the connection.
-	if after, err := serverHistogram(ctx, "http://"+addr, "/v1/transactions"); err == nil && before != nil {
-		d := after.minus(before)
-		fmt.Printf("%-42s n=%-7d p50 ≤ %s  p99 ≤ %s  p99.9 ≤ %s (histogram buckets)\n", "  ingest server-side, same requests",
-			d.count(), d.quantile(0.5), d.quantile(0.99), d.quantile(0.999))
-	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "ingestbench: server histogram:", err)
+	// The fixed-rate comparison runs as back-to-back pairs of equal length, the order
+	// alternating, so both sides see the same machine; the medians are the numbers to quote.
+	var rawP99, ingestP99, ratios []time.Duration
+	ingestErrors := 0
+	for pair := range o.pairs {
+		for _, side := range pairOrder(pair) {
+			mon := watchBox(watched)
+			if side == "raw" {
+				res, err := rawOpenLoop(ctx, raw, o.rate, topic, o.rateFor)
+				box := mon.finish()
+				if err != nil {
+					return err
+				}
+				res.print(fmt.Sprintf("raw franz-go open loop @ %.0f rec/s #%d", o.rate, pair+1))
+				fmt.Println(box.line(len(res.lat)))
+				rawP99 = append(rawP99, res.quantile(0.99))
+				continue
+			}
+			stopProfile := func() {}
+			if pair == 0 {
+				stopProfile = prof.cpu(ctx, "fixed", o.rateFor)
+			}
+			before, _ := serverHistogram(ctx, "http://"+addr, "/v1/transactions")
+			res, err := gen.openLoop(ctx, o.rate, o.rateFor)
+			box := mon.finish()
+			stopProfile()
+			if err != nil {
+				return err
+			}
+			res.print(fmt.Sprintf("ingest open loop @ %.0f tx/s #%d", o.rate, pair+1))
+			fmt.Println(box.line(len(res.lat)))
+			// Ingest's own view of the same requests, from its latency histogram: the part of
+			// the ack latency spent inside the server, without the client and the connection.
+			if after, err := serverHistogram(ctx, "http://"+addr, "/v1/transactions"); err == nil && before != nil {
+				d := after.minus(before)
+				fmt.Printf("  ingest server-side, same requests: n=%d p50 ≤ %s  p99 ≤ %s  p99.9 ≤ %s (histogram buckets)\n",
+					d.count(), d.quantile(0.5), d.quantile(0.99), d.quantile(0.999))
+			} else if err != nil {
+				fmt.Fprintln(os.Stderr, "ingestbench: server histogram:", err)
+			}
+			ingestErrors += res.errors
+			ingestP99 = append(ingestP99, res.quantile(0.99))
+		}
+		ratios = append(ratios, ingestP99[pair]*1000/max(rawP99[pair], 1))
 	}
 
-	stopProfile = prof.cpu(ctx, "max", o.maxFor)
+	mon := watchBox(watched)
+	stopProfile := prof.cpu(ctx, "max", o.maxFor)
 	maxRes, err := gen.closedLoop(ctx, o.workers, o.maxFor)
 	stopProfile()
+	box := mon.finish()
 	if err != nil {
 		return err
 	}
 	maxRes.print(fmt.Sprintf("ingest max (%d concurrent clients)", o.workers))
+	fmt.Println(box.line(len(maxRes.lat)))
 
-	stopProfile = prof.cpu(ctx, "batch", o.maxFor)
-	batchRes, err := gen.batchLoop(ctx, o.batchers, o.batch, o.maxFor)
-	stopProfile()
-	if err != nil {
-		return err
+	// The throughput comparison alternates too: the batch maximum and the raw maximum in
+	// back-to-back pairs, so a burst from another user of the box does not land on one side.
+	var rawTput, batchTput, tputRatios []float64
+	batchErrors := 0
+	for pair := range throughputPairs {
+		for _, side := range pairOrder(pair) {
+			mon := watchBox(watched)
+			if side == "raw" {
+				res, err := rawProduce(ctx, raw, topic, o.rawFor/throughputPairs)
+				box := mon.finish()
+				if err != nil {
+					return err
+				}
+				res.print(fmt.Sprintf("raw franz-go produce max, same size #%d", pair+1))
+				fmt.Println(box.line(len(res.lat)))
+				rawTput = append(rawTput, res.throughput())
+				continue
+			}
+			stopProfile := func() {}
+			if pair == 0 {
+				stopProfile = prof.cpu(ctx, "batch", o.maxFor/throughputPairs)
+			}
+			res, err := gen.batchLoop(ctx, o.batchers, o.batch, o.maxFor/throughputPairs)
+			stopProfile()
+			box := mon.finish()
+			if err != nil {
+				return err
+			}
+			res.print(fmt.Sprintf("ingest batch max (%d tx/request, %d clients) #%d", o.batch, o.batchers, pair+1))
+			fmt.Println(box.line(len(res.lat)))
+			batchTput = append(batchTput, res.throughput())
+			batchErrors += res.errors
+		}
+		tputRatios = append(tputRatios, batchTput[pair]/rawTput[pair])
 	}
 	prof.save(ctx, "allocs", "/debug/pprof/allocs")
-	batchRes.print(fmt.Sprintf("ingest batch max (%d tx/request, %d clients)", o.batch, o.batchers))
-
-	raw, err := rawProduce(ctx, o, topic, o.rawFor)
-	if err != nil {
-		return err
-	}
-	raw.print("raw franz-go produce max, same size")
 	fmt.Printf("load average after the run: %s\n", loadAvg())
 
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	fmt.Printf("ratio p99 ack at %.0f/s: ingest %.2f ms vs raw %.2f ms (%.2f×)\n", o.rate,
-		ms(fixed.quantile(0.99)), ms(rawFixed.quantile(0.99)), float64(fixed.quantile(0.99))/float64(max(rawFixed.quantile(0.99), 1)))
-	fmt.Printf("ratio throughput / raw produce: ingest batch %.2f×, ingest single %.2f×\n",
-		batchRes.throughput()/raw.throughput(), maxRes.throughput()/raw.throughput())
+	medRaw, medIngest, medRatio := median(rawP99), median(ingestP99), median(ratios)
+	fmt.Printf("p99 ack at %.0f/s, median of %d pairs: ingest %.2f ms vs raw %.2f ms (median ratio %.2f×; pairs: ingest %s, raw %s)\n",
+		o.rate, o.pairs, ms(medIngest), ms(medRaw), float64(medRatio)/1000, msList(ingestP99), msList(rawP99))
+	batchRatio, singleRatio := meanOf(tputRatios), maxRes.throughput()/meanOf(rawTput)
+	fmt.Printf("ratio throughput / raw produce: ingest batch %.2f× (pairs %s), ingest single %.2f× (against the mean raw maximum)\n",
+		batchRatio, ratioList(tputRatios), singleRatio)
 	fmt.Printf("targets: p99 ack at %.0f tx/s < 10 ms: %s; ≥ 0.5× raw throughput: batch endpoint %s, single endpoint %s\n", o.rate,
-		verdict(fixed.quantile(0.99) < 10*time.Millisecond && fixed.errors == 0),
-		verdict(batchRes.throughput() >= 0.5*raw.throughput() && batchRes.errors == 0),
-		verdict(maxRes.throughput() >= 0.5*raw.throughput()))
+		verdict(medIngest < 10*time.Millisecond && ingestErrors == 0),
+		verdict(batchRatio >= 0.5 && batchErrors == 0),
+		verdict(singleRatio >= 0.5))
 	return nil
+}
+
+// throughputPairs is how many batch/raw maximum pairs split --max-for and --raw-for.
+const throughputPairs = 2
+
+func meanOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(len(v))
+}
+
+func ratioList(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
+	}
+	return strings.Join(parts, "/")
+}
+
+// pairOrder alternates which side of a pair runs first.
+func pairOrder(pair int) []string {
+	if pair%2 == 0 {
+		return []string{"raw", "ingest"}
+	}
+	return []string{"ingest", "raw"}
+}
+
+func median(v []time.Duration) time.Duration {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func msList(v []time.Duration) string {
+	parts := make([]string, len(v))
+	for i, d := range v {
+		parts[i] = strconv.FormatFloat(ms(d), 'f', 2, 64)
+	}
+	return strings.Join(parts, "/")
 }
 
 // histogram is a cumulative latency histogram: bucket upper bound (seconds) to count.
@@ -411,8 +528,9 @@ func freePort() (string, error) {
 }
 
 // startIngest runs the binary with the inherited infra environment plus env and waits for
-// /readyz. The returned stop sends SIGTERM, so the run also exercises graceful shutdown.
-func startIngest(ctx context.Context, o options, addr string, env map[string]string) (func(), error) {
+// /readyz; it returns the process id and a stop that sends SIGTERM, so the run also exercises
+// graceful shutdown.
+func startIngest(ctx context.Context, o options, addr string, env map[string]string) (int, func(), error) {
 	cmd := exec.Command(o.ingestBin)
 	cmd.Env = os.Environ()
 	for k, v := range env {
@@ -420,7 +538,7 @@ func startIngest(ctx context.Context, o options, addr string, env map[string]str
 	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", o.ingestBin, err)
+		return 0, nil, fmt.Errorf("start %s: %w", o.ingestBin, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -443,20 +561,20 @@ func startIngest(ctx context.Context, o options, addr string, env map[string]str
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return stop, nil
+				return cmd.Process.Pid, stop, nil
 			}
 		}
 		select {
 		case err := <-done:
-			return nil, fmt.Errorf("ingest exited during start-up: %v", err)
+			return 0, nil, fmt.Errorf("ingest exited during start-up: %v", err)
 		case <-ctx.Done():
 			stop()
-			return nil, ctx.Err()
+			return 0, nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, errors.New("ingest not ready within 30s")
+			return 0, nil, errors.New("ingest not ready within 30s")
 		}
 	}
 }
@@ -550,7 +668,6 @@ func (r *result) quantile(q float64) time.Duration {
 }
 
 func (r *result) print(name string) {
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	fmt.Printf("%-42s %9.0f acks/s  n=%-7d errors=%-5d p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms  max %7.2f ms\n",
 		name, r.throughput(), len(r.lat), r.errors, ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(0.999)), ms(r.quantile(1)))
 }
@@ -713,21 +830,32 @@ func messageSize() int {
 	return len(rec.Value)
 }
 
-// rawOptions are the producer options ingest runs with (the shared ones and the linger).
-func rawOptions(o options) []kgo.Opt {
-	return append(kafka.ProducerOptions(o.brokers), kgo.ProducerLinger(o.linger))
-}
-
-// rawOpenLoop produces records of the ingest message's size at a fixed rate with the same
-// producer options, each timed from its scheduled send to its ack: the latency floor the
-// broker sets for ingest at that rate.
-func rawOpenLoop(ctx context.Context, o options, topic string, d time.Duration) (*result, error) {
-	rate := o.rate
-	cl, err := kgo.NewClient(rawOptions(o)...)
+// newRawClient is the baseline's producer: the options ingest runs with (the shared ones, the
+// linger and the buffer bound), connected and warmed up before anything is measured.
+func newRawClient(ctx context.Context, o options, topic string) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(kafka.ProducerOptions(o.brokers), kgo.ProducerLinger(o.linger), kgo.MaxBufferedRecords(ingestMaxInFlight))...)
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
+	for i := range 1000 {
+		tx := sampleTx(i)
+		rec, err := kafka.NewRecord(topic, tx.GetAccountId(), tx)
+		if err != nil {
+			cl.Close()
+			return nil, err
+		}
+		cl.Produce(ctx, rec, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("warm up the raw producer: %w", err)
+	}
+	return cl, nil
+}
+
+// rawOpenLoop produces records of the ingest message's size at a fixed rate, each timed from
+// its scheduled send to its ack: the latency floor the broker sets for ingest at that rate.
+func rawOpenLoop(ctx context.Context, cl *kgo.Client, rate float64, topic string, d time.Duration) (*result, error) {
 	res := &result{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -766,18 +894,13 @@ func rawOpenLoop(ctx context.Context, o options, topic string, d time.Duration) 
 	return res, ctx.Err()
 }
 
-// rawProduce is the baseline: the same producer options ingest uses and records of the same
-// size, produced as fast as acks come back, with as many in flight as the ingest phase allowed.
-func rawProduce(ctx context.Context, o options, topic string, d time.Duration) (*result, error) {
-	cl, err := kgo.NewClient(rawOptions(o)...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+// rawProduce is the throughput baseline: records of the same size produced as fast as acks
+// come back, with as many in flight as ingest's producer buffer holds.
+func rawProduce(ctx context.Context, cl *kgo.Client, topic string, d time.Duration) (*result, error) {
 	res := &result{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	inflight := make(chan struct{}, 4096)
+	inflight := make(chan struct{}, rawInFlight)
 	start := time.Now()
 	end := start.Add(d)
 	for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
