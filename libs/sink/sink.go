@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,7 +62,25 @@ type Sink struct {
 
 	applied  prometheus.Counter
 	failures prometheus.Counter
+	rewinds  prometheus.Counter
 	batchDur prometheus.Histogram
+
+	// expected is, per partition, the next offset this sink last committed to Postgres. A
+	// stored offset below it means Postgres lost commits it had acknowledged (a crash with
+	// synchronous_commit off, a failover to a lagging replica): the sink rewinds to what is
+	// stored instead of carrying on past the lost rows.
+	mu       sync.Mutex
+	expected map[tp]int64
+}
+
+// rewindError asks Run to re-read partitions from these offsets.
+type rewindError struct {
+	to   map[string]map[int32]kgo.EpochOffset
+	lost []string
+}
+
+func (e *rewindError) Error() string {
+	return fmt.Sprintf("postgres lost acknowledged commits of %v: rewinding", e.lost)
 }
 
 // New builds the consumer; it connects lazily.
@@ -75,17 +94,19 @@ func New(cfg Config, pool *pgxpool.Pool, h Handler, log *slog.Logger) (*Sink, er
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 500 * time.Millisecond
 	}
-	s := &Sink{cfg: cfg, pool: pool, handler: h, log: log.With("sink", cfg.Name)}
+	s := &Sink{cfg: cfg, pool: pool, handler: h, log: log.With("sink", cfg.Name), expected: map[tp]int64{}}
 	labels := prometheus.Labels{"sink": cfg.Name}
 	s.applied = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_sink_records_total",
 		Help: "Records applied to Postgres (with their offsets) by the sink.", ConstLabels: labels})
 	s.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_sink_batch_failures_total",
 		Help: "Sink batches rolled back and retried.", ConstLabels: labels})
+	s.rewinds = prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_sink_rewinds_total",
+		Help: "Times Postgres held older offsets than the sink had committed (acknowledged commits lost) and the sink re-read from them.", ConstLabels: labels})
 	s.batchDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_sink_batch_duration_seconds",
 		Help: "Time to apply one batch in Postgres.", ConstLabels: labels,
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}})
 	if cfg.Metrics != nil {
-		cfg.Metrics.MustRegister(s.applied, s.failures, s.batchDur)
+		cfg.Metrics.MustRegister(s.applied, s.failures, s.rewinds, s.batchDur)
 	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -114,6 +135,13 @@ func (s *Sink) offsetsFromPostgres(ctx context.Context, in map[string]map[int32]
 		return nil, fmt.Errorf("load offsets of %s: %w", s.cfg.Name, err)
 	}
 	defer rows.Close()
+	s.mu.Lock()
+	for topic, parts := range in {
+		for p := range parts {
+			delete(s.expected, tp{topic, p}) // Postgres's offsets are the start again
+		}
+	}
+	s.mu.Unlock()
 	for rows.Next() {
 		var topic string
 		var p int32
@@ -154,7 +182,15 @@ func (s *Sink) Run(ctx context.Context) error {
 		})
 		recs := fetches.Records()
 		if len(recs) > 0 {
-			if err := s.applyWithRetry(ctx, recs); err != nil {
+			err := s.applyWithRetry(ctx, recs)
+			if rw := (*rewindError)(nil); errors.As(err, &rw) {
+				s.rewinds.Inc()
+				s.log.Error("postgres lost commits it had acknowledged; re-reading from its offsets", "partitions", rw.lost)
+				s.cl.SetOffsets(rw.to)
+				s.cl.AllowRebalance()
+				continue
+			}
+			if err != nil {
 				s.cl.AllowRebalance()
 				return nil // ctx ended
 			}
@@ -209,6 +245,9 @@ func (s *Sink) applyWithRetry(ctx context.Context, recs []*kgo.Record) error {
 	for {
 		began := time.Now()
 		n, err := s.apply(ctx, recs)
+		if rw := (*rewindError)(nil); errors.As(err, &rw) {
+			return err
+		}
 		if err == nil {
 			s.batchDur.Observe(time.Since(began).Seconds())
 			s.Applied.Add(int64(n))
@@ -252,6 +291,7 @@ type tp struct {
 // row lock, so two consumers racing on one partition cannot both apply them.
 func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (applied int, err error) {
 	var spans []trace.Span
+	var committed map[tp]int64
 	// One span per record written, ended once the Postgres transaction settled.
 	defer func() {
 		for _, span := range spans {
@@ -281,6 +321,10 @@ func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (applied int, err 
 			}
 			next[k] = stored
 		}
+		if rw := s.lostCommits(recs, next); rw != nil {
+			return rw
+		}
+		committed = next
 		fresh := make([]*kgo.Record, 0, len(recs))
 		for _, r := range recs {
 			k := tp{r.Topic, r.Partition}
@@ -313,5 +357,51 @@ func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (applied int, err 
 		applied = len(fresh)
 		return nil
 	})
+	if err == nil {
+		s.mu.Lock()
+		for k, off := range committed {
+			if off >= 0 {
+				s.expected[k] = off
+			}
+		}
+		s.mu.Unlock()
+	}
 	return applied, err
+}
+
+// lostCommits compares the offsets stored in Postgres with those this sink committed. Where
+// Postgres holds less, it returns where to re-read: the stored offset for those partitions (the
+// log start when none is stored), and every other partition of recs from its first record,
+// since the whole batch is dropped.
+func (s *Sink) lostCommits(recs []*kgo.Record, stored map[tp]int64) *rewindError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rw *rewindError
+	for k, off := range stored {
+		if exp, ok := s.expected[k]; ok && off < exp {
+			if rw == nil {
+				rw = &rewindError{to: map[string]map[int32]kgo.EpochOffset{}}
+			}
+			rw.lost = append(rw.lost, fmt.Sprintf("%s/%d (stored %d, committed %d)", k.topic, k.partition, off, exp))
+		}
+	}
+	if rw == nil {
+		return nil
+	}
+	for _, r := range recs {
+		k := tp{r.Topic, r.Partition}
+		if rw.to[r.Topic] == nil {
+			rw.to[r.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		if _, ok := rw.to[r.Topic][r.Partition]; ok {
+			continue
+		}
+		at := r.Offset
+		if exp, ok := s.expected[k]; ok && stored[k] < exp {
+			at = max(stored[k], 0)
+			delete(s.expected, k)
+		}
+		rw.to[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
+	}
+	return rw
 }
