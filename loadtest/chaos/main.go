@@ -39,7 +39,7 @@ func main() {
 // defaultFaults is the full run: at least 20 SIGKILLs of each service.
 const defaultFaults = "kill-ingest=20,kill-feature-window=20,kill-scoring=20,kill-alerting=20," +
 	"kill-broker=4,kill-redis=4,restart-postgres=4,rebalance-feature-window=3,rebalance-scoring=3," +
-	"zombie-feature-window=1,zombie-scoring=1"
+	"zombie-feature-window=1,zombie-scoring=1,flush-redis=2"
 
 func run(ctx context.Context, args []string, log *slog.Logger) (*Report, error) {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
