@@ -131,8 +131,9 @@ bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go pr
 	@go build -o $(BIN)/ingest ./services/ingest
 	@$(WITH_INFRA) go run ./loadtest/ingestbench --ingest-bin $(BIN)/ingest $(INGESTBENCH_FLAGS)
 
-bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency
-	@$(WITH_INFRA) cd loadtest && go run ./fwbench
+FWBENCH_FLAGS ?= -n 30000
+bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency (3 rounds, median ratio)
+	@$(WITH_INFRA) cd loadtest && go run ./fwbench $(FWBENCH_FLAGS)
 bench-commit-curve: infra-up ## feature-window throughput and latency at several Kafka commit intervals, next to the raw relay
 	@$(WITH_INFRA) cd loadtest && go run ./fwbench -n 30000 -rate 500 -commit-intervals $${INTERVALS:-0,20ms,50ms,100ms,250ms}
 
