@@ -64,24 +64,26 @@ func count(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
-func TestSinkAppliesEachRecordOnceAcrossRestartsAndRewinds(t *testing.T) {
-	t.Parallel()
-	brokers := testinfra.KafkaBrokers(t)
-	pool, _ := testinfra.NewDatabase(t)
+// setupSinkTest makes a sink_test table in a fresh database and a topic of partitions
+// partitions; produce(from, to) writes values v<from>..v<to-1> to it.
+func setupSinkTest(t *testing.T, prefix string, partitions int) (brokers []string, pool *pgxpool.Pool, topic, name string, cl *kgo.Client, produce func(from, to int)) {
+	t.Helper()
+	brokers = testinfra.KafkaBrokers(t)
+	pool, _ = testinfra.NewDatabase(t)
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `CREATE TABLE sink_test (value text PRIMARY KEY, partition int, kafka_offset bigint)`); err != nil {
 		t.Fatal(err)
 	}
-	topic, name := testinfra.UniqueName("sink-"), testinfra.UniqueName("sink-group-")
+	topic, name = testinfra.UniqueName(prefix), testinfra.UniqueName(prefix+"group-")
 	cl, err := kgo.NewClient(kafka.ProducerOptions(brokers)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, 3, topic); err != nil {
+	t.Cleanup(cl.Close)
+	if err := kafka.EnsureTopics(ctx, cl, partitions, topic); err != nil {
 		t.Fatal(err)
 	}
-	produce := func(from, to int) {
+	produce = func(from, to int) {
 		var recs []*kgo.Record
 		for i := from; i < to; i++ {
 			recs = append(recs, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i%11), Value: fmt.Appendf(nil, "v%05d", i)})
@@ -90,6 +92,13 @@ func TestSinkAppliesEachRecordOnceAcrossRestartsAndRewinds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return brokers, pool, topic, name, cl, produce
+}
+
+func TestSinkAppliesEachRecordOnceAcrossRestartsAndRewinds(t *testing.T) {
+	t.Parallel()
+	brokers, pool, topic, name, cl, produce := setupSinkTest(t, "sink-", 3)
+	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
 	newSink := func(failEvery int64, async bool) *Sink {
 		s, err := New(Config{Brokers: brokers, Name: name, Topics: []string{topic}, MaxPoll: 50, RetryBackoff: 5 * time.Millisecond,
@@ -156,30 +165,8 @@ func TestSinkAppliesEachRecordOnceAcrossRestartsAndRewinds(t *testing.T) {
 // and end with every record applied once.
 func TestSinkRewindsWhenPostgresLosesCommits(t *testing.T) {
 	t.Parallel()
-	brokers := testinfra.KafkaBrokers(t)
-	pool, _ := testinfra.NewDatabase(t)
+	brokers, pool, topic, name, _, produce := setupSinkTest(t, "sink-lost-", 2)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `CREATE TABLE sink_test (value text PRIMARY KEY, partition int, kafka_offset bigint)`); err != nil {
-		t.Fatal(err)
-	}
-	topic, name := testinfra.UniqueName("sink-lost-"), testinfra.UniqueName("sink-lost-group-")
-	cl, err := kgo.NewClient(kafka.ProducerOptions(brokers)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, 2, topic); err != nil {
-		t.Fatal(err)
-	}
-	produce := func(from, to int) {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			recs = append(recs, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i%7), Value: fmt.Appendf(nil, "v%05d", i)})
-		}
-		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	s, err := New(Config{Brokers: brokers, Name: name, Topics: []string{topic}, MaxPoll: 50, RetryBackoff: 5 * time.Millisecond, AsyncCommit: true},
 		pool, insertValues(0), slog.New(slog.DiscardHandler))
 	if err != nil {
