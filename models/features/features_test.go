@@ -308,6 +308,16 @@ func TestTerminalTilesRead(t *testing.T) {
 	}
 }
 
+// probeAfter runs one account's history from t0 (the amounts in minor units, one event an
+// hour) and returns the features of a probe of amount probe, an hour after the last plus gap.
+func probeAfter(t0 time.Time, before []int64, gap time.Duration, probe int64) []float64 {
+	o := NewOffline()
+	for i, m := range before {
+		o.Next(ev(fmt.Sprint(i), "a", t0.Add(time.Duration(i)*time.Hour), m))
+	}
+	return o.Next(ev("p", "a", t0.Add(time.Duration(len(before))*time.Hour+gap), probe))
+}
+
 // TestAmountRatio: the amount over the account's mean amount of its previous 30 daily tiles.
 func TestAmountRatio(t *testing.T) {
 	t.Parallel()
@@ -328,11 +338,7 @@ func TestAmountRatio(t *testing.T) {
 		{"29 daily tiles later: kept", []int64{1000}, 29 * day, 4000, 4},
 	}
 	for _, tt := range tests {
-		o := NewOffline()
-		for i, m := range tt.before {
-			o.Next(ev(fmt.Sprint(i), "a", t0.Add(time.Duration(i)*time.Hour), m))
-		}
-		v := o.Next(ev("p", "a", t0.Add(time.Duration(len(tt.before))*time.Hour+tt.gap), tt.probe))
+		v := probeAfter(t0, tt.before, tt.gap, tt.probe)
 		if got := val(v, "account_amount_ratio_30d"); got != tt.want {
 			t.Errorf("%s: account_amount_ratio_30d = %v, want %v", tt.name, got, tt.want)
 		}
@@ -428,11 +434,7 @@ func TestAmountAnomalies(t *testing.T) {
 		{"14 daily tiles later: forgotten", []int64{1000, 5000}, 14 * day, 0, 0},
 	}
 	for _, tt := range tests {
-		o := NewOffline()
-		for i, m := range tt.before {
-			o.Next(ev(fmt.Sprint(i), "a", t0.Add(time.Duration(i)*time.Hour), m))
-		}
-		v := o.Next(ev("p", "a", t0.Add(time.Duration(len(tt.before))*time.Hour+tt.gap), 1000))
+		v := probeAfter(t0, tt.before, tt.gap, 1000)
 		if got := val(v, "account_max_amount_ratio_14d"); got != tt.wantMax {
 			t.Errorf("%s: account_max_amount_ratio_14d = %v, want %v", tt.name, got, tt.wantMax)
 		}
