@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/libs/startup"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
 )
 
@@ -89,23 +91,22 @@ func (r *Relay) Run(ctx context.Context) error {
 	// recovery read below sees the final state of their batches.
 	// A broker that is down (or restarting) at start is waited for, not a reason to exit: the
 	// rest of alerting serves meanwhile and labels wait in the outbox.
-	for {
+	err := startup.Wait(ctx, time.Duration(math.MaxInt64), "kafka", func(ctx context.Context) error {
 		_, _, err := r.cl.ProducerID(ctx)
-		if err == nil {
-			break
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed):
+			return startup.Permanent(err)
+		default:
+			r.log.Warn("label relay waiting for the broker", "err", err)
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
-			return fmt.Errorf("label relay init: %w", err)
-		}
-		r.log.Warn("label relay waiting for the broker", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(2 * time.Second):
-		}
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("label relay init: %w", err)
 	}
 	t := time.NewTicker(r.cfg.PollInterval)
 	defer t.Stop()
