@@ -92,11 +92,7 @@ func (m *memStore) Flush(_ context.Context, deltas []window.Delta) ([]error, err
 			errs[i] = fmt.Errorf("%w: %s is %d, expected %d", window.ErrConflict, d.Partition, cur, d.From)
 			continue
 		}
-		for id, a := range d.Accounts {
-			b, err := a.MarshalBinary()
-			if err != nil {
-				return nil, err
-			}
+		for id, b := range d.Accounts {
 			m.accounts[id] = b
 		}
 		for id, days := range d.Terminals {

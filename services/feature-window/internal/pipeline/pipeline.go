@@ -1,9 +1,9 @@
 // Package pipeline turns tx.v1 records into features.v1 records inside the exactly-once loop.
 //
 // State: each tx.v1 partition's accounts live in memory while this instance owns the
-// partition, and are checkpointed to Redis after every committed Kafka transaction, together
-// with the partition's checkpoint (the next offset not in Redis) and its terminal and device
-// deltas, by one compare-and-set script. Redis is therefore never ahead of Kafka: it may be
+// partition, and are checkpointed to Redis after committed Kafka transactions (in the
+// background, one write at a time), together with the partition's checkpoint (the next offset
+// not in Redis) and its terminal and device deltas, by one compare-and-set script. Redis is therefore never ahead of Kafka: it may be
 // behind (a crash between commit and flush, a failed flush), and then the state is caught up
 // by folding tx.v1 from the checkpoint to the first offset the group hands us, without
 // emitting anything. That is what makes the windows exactly-once and the features emitted
@@ -137,6 +137,27 @@ type Pipeline struct {
 	refreshing bool
 	refreshed  chan deviceRefresh
 	reset      atomic.Bool // set by Reset from any goroutine; honoured at the next Transform
+
+	// ckpt is the checkpoint being written in the background (nil: none); only the loop's
+	// goroutine touches it. ckptDone, under ckptMu, is closed when that write returned: Reset
+	// waits for it, so a partition handed to another instance has no write of ours in flight.
+	ckpt     *checkpoint
+	ckptMu   sync.Mutex
+	ckptDone chan struct{}
+}
+
+// checkpoint is one background write of partitions' checkpoints (window.Store.Flush). The
+// deltas were taken from the partitions when it started: accounts encoded, terminal and device
+// deltas moved out; what the partitions change meanwhile goes to the next checkpoint.
+type checkpoint struct {
+	parts  []*partition
+	deltas []window.Delta
+	errs   []error // per delta, once done
+	err    error   // the whole write, once done
+	done   chan struct{}
+	// waited: its caller waits for it and owns its partitions (a catch-up's partition is not
+	// held yet); a background write only updates the partitions still held.
+	waited bool
 }
 
 // deviceRefresh is what a background read of devices whose cached accounts got older than
@@ -237,7 +258,18 @@ func decodeTx(r *kgo.Record) (*fraudv1.Transaction, error) {
 
 // Reset drops every partition's state at the next Transform: call it when partitions are
 // revoked or lost. Safe from any goroutine.
-func (p *Pipeline) Reset() { p.reset.Store(true) }
+//
+// It also waits for a checkpoint write under way: Reset runs in the rebalance, before the
+// partitions go to another instance, which must not see our write land after it loaded them.
+func (p *Pipeline) Reset() {
+	p.reset.Store(true)
+	p.ckptMu.Lock()
+	done := p.ckptDone
+	p.ckptMu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
 
 // Aborted is the loop's hook after a transaction that did not commit: the state folded the
 // aborted input, so it is dropped and reloaded (and caught up) from Redis.
@@ -331,11 +363,15 @@ func (p *Pipeline) each(n int, fn func(i int)) {
 // Each input record gets a consumer span, child of the trace context in its headers, and its
 // output record carries that span's context: the trace runs ingest → here → scoring.
 func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Record, error) {
+	p.settle(false)
 	if p.reset.Swap(false) {
 		p.dropAll()
 	}
 	polls := split(in)
 	p.each(len(polls), func(i int) { p.decode(ctx, polls[i]) })
+	if p.ckpt != nil && p.mustAwaitCheckpoint(polls) {
+		p.settle(true)
+	}
 	fail := func(err error) ([]*kgo.Record, error) {
 		for _, pl := range polls {
 			for _, it := range pl.items {
@@ -378,6 +414,44 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		}
 	}
 	return out, nil
+}
+
+// mustAwaitCheckpoint tells whether the poll needs the checkpoint under way to finish first:
+// a partition to load (its Redis checkpoint and accounts are what that write changes), or a
+// terminal to read from Redis whose read tiles the write is adding to (read before it lands,
+// they lack the deltas it took from the partitions; after, they have them: the merge must know
+// which). Live traffic adds to recent tiles and reads tiles a label delay old, so that wait is
+// for backfills and late events. Devices need no wait: their merge keeps the newest time per
+// account, the same either way.
+func (p *Pipeline) mustAwaitCheckpoint(polls []*poll) bool {
+	ranges := map[string]window.Days{}
+	for _, pl := range polls {
+		if part := p.parts[pl.key]; part == nil || pl.recs[0].Offset < part.next {
+			return true
+		}
+		for _, it := range pl.items {
+			if t := it.ev.TerminalID; t != "" {
+				lo, hi := features.TerminalTilesRead(p.cfg, it.ev.EventTime)
+				if d, ok := ranges[t]; ok {
+					lo, hi = min(lo, d.Lo), max(hi, d.Hi)
+				}
+				ranges[t] = window.Days{Lo: lo, Hi: hi}
+			}
+		}
+	}
+	for t, r := range ranges {
+		if c := p.terminals[t]; c != nil && c.lo <= r.Lo && r.Hi < c.lo+int64(len(c.days)) {
+			continue // cached: not read
+		}
+		for _, d := range p.ckpt.deltas {
+			for tile := range d.Terminals[t] {
+				if tile >= r.Lo && tile <= r.Hi {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // decode starts each record's span and decodes it; undecodable records become dead letters.
@@ -495,6 +569,7 @@ func (p *Pipeline) load(ctx context.Context, in []*kgo.Record, first map[string]
 // rebuild command runs it over every partition.
 func (p *Pipeline) CatchUpTo(ctx context.Context, topic string, num int32, end int64) (int64, error) {
 	k := partitionKey(topic, num)
+	p.settle(true)
 	snap, err := p.store.Fetch(ctx, window.Request{Checkpoints: []string{k}})
 	if err != nil {
 		return 0, err
@@ -706,9 +781,19 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 		}
 		p.terminals[t] = c
 	}
+	// A checkpoint under way holds deltas Redis may or may not have yet: merged either way.
+	var writing []window.Delta
+	if p.ckpt != nil {
+		writing = p.ckpt.deltas
+	}
 	for dev, accts := range snap.Devices {
 		for _, part := range p.parts {
 			for a, seen := range part.devices[dev] {
+				accts[a] = max(accts[a], seen.Ms)
+			}
+		}
+		for _, d := range writing {
+			for a, seen := range d.Devices[dev] {
 				accts[a] = max(accts[a], seen.Ms)
 			}
 		}
@@ -719,90 +804,183 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 				}
 			}
 		}
+		for _, d := range writing {
+			for a, below := range d.DevicePrune[dev] {
+				if ms, ok := accts[a]; ok && ms < below {
+					delete(accts, a)
+				}
+			}
+		}
 		p.devices[dev] = &deviceAccounts{read: now, accts: accts}
 	}
 	return snap, nil
 }
 
-// Committed is the loop's hook after a committed transaction: it checkpoints the partitions of
-// the poll. A partition whose checkpoint fails is dropped from memory and caught up from tx.v1
-// when it next comes (Redis down, or another writer took over).
+// Committed is the loop's hook after a committed transaction: it starts checkpointing the
+// partitions held, in the background, once the checkpoint interval passed and the previous
+// write finished. A partition whose checkpoint fails is dropped from memory and caught up from
+// tx.v1 when it next comes (Redis down, or another writer took over).
 func (p *Pipeline) Committed(ctx context.Context, _ []*kgo.Record) {
+	p.settle(false)
+	if p.ckpt != nil {
+		return // still writing: the next commit checkpoints what changed since
+	}
 	if now := p.now(); p.interval <= 0 || now.Sub(p.lastFlush) >= p.interval {
 		p.lastFlush = now
-		p.FlushAll(ctx)
+		p.startCheckpoint(ctx, p.held())
 	}
 }
 
-// FlushAll checkpoints every partition held; the loop calls it once more after it stopped.
-func (p *Pipeline) FlushAll(ctx context.Context) {
+func (p *Pipeline) held() []*partition {
 	parts := make([]*partition, 0, len(p.parts))
 	for _, part := range p.parts {
 		parts = append(parts, part)
 	}
-	if err := p.flush(ctx, parts); err != nil {
-		p.log.Warn("window checkpoint failed; the partitions will be caught up from tx.v1", "err", err)
-	}
+	return parts
 }
 
-// flush checkpoints parts; a part that fails is dropped from memory.
+// FlushAll checkpoints every partition held and waits for it; the loop calls it once more
+// after it stopped.
+func (p *Pipeline) FlushAll(ctx context.Context) {
+	_ = p.flush(ctx, p.held()) // settle logs a failure
+}
+
+// flush checkpoints parts and waits for it (after the write under way, if any); a part that
+// fails is dropped from memory.
 func (p *Pipeline) flush(ctx context.Context, parts []*partition) error {
-	var deltas []window.Delta
-	var which []*partition
-	for _, part := range parts {
-		if !part.pending() {
-			continue
-		}
-		d := window.Delta{Partition: part.key(), From: part.flushed, To: part.next,
-			Accounts: make(map[string]*features.Account, len(part.dirty)), Terminals: part.terminals,
-			Devices: part.devices, DevicePrune: part.devicePrune}
-		for id := range part.dirty {
-			d.Accounts[id] = part.accounts[id]
-		}
-		deltas = append(deltas, d)
-		which = append(which, part)
-	}
-	if len(deltas) == 0 {
+	p.settle(true)
+	c := p.startCheckpoint(ctx, parts)
+	if c == nil {
 		return nil
 	}
-	errs, err := p.store.Flush(context.WithoutCancel(ctx), deltas)
-	if err != nil {
-		p.Stats.FlushErrors.Add(int64(len(which)))
-		for _, part := range which {
-			p.drop(part.key())
+	c.waited = true
+	return p.settle(true)
+}
+
+// startCheckpoint takes the pending state of parts (accounts encoded, in parallel; terminal
+// and device deltas moved out) and writes it in the background; nil when nothing is pending.
+// The loop's goroutine only; no other write may be under way.
+func (p *Pipeline) startCheckpoint(ctx context.Context, parts []*partition) *checkpoint {
+	c := &checkpoint{done: make(chan struct{})}
+	for _, part := range parts {
+		if part.pending() {
+			c.parts = append(c.parts, part)
 		}
-		return err
 	}
-	var failed []error
-	for i, part := range which {
-		if errs[i] != nil {
-			if errors.Is(errs[i], window.ErrConflict) {
-				p.Stats.Conflicts.Add(1)
-			} else {
-				p.Stats.FlushErrors.Add(1)
+	if len(c.parts) == 0 {
+		return nil
+	}
+	c.deltas = make([]window.Delta, len(c.parts))
+	encErrs := make([]error, len(c.parts))
+	p.each(len(c.parts), func(i int) {
+		part := c.parts[i]
+		accts := make(map[string][]byte, len(part.dirty))
+		for id := range part.dirty {
+			b, err := part.accounts[id].MarshalBinary()
+			if err != nil {
+				encErrs[i] = fmt.Errorf("account %s: %w", id, err)
+				return
 			}
-			p.drop(part.key())
-			failed = append(failed, errs[i])
-			continue
+			accts[id] = b
 		}
-		p.Stats.Flushes.Add(1)
-		part.flushed = part.next
+		c.deltas[i] = window.Delta{Partition: part.key(), From: part.flushed, To: part.next, Accounts: accts,
+			Terminals: part.terminals, Devices: part.devices, DevicePrune: part.devicePrune}
+	})
+	if err := errors.Join(encErrs...); err != nil {
+		c.err = err // never expected: MarshalBinary does not fail
+		close(c.done)
+		p.ckpt = c
+		return c
+	}
+	for _, part := range c.parts {
 		clear(part.dirty)
 		part.terminals = map[string]map[int64]window.TerminalDelta{}
 		part.devices = map[string]map[string]window.DeviceSeen{}
 		part.devicePrune = map[string]map[string]int64{}
+	}
+	p.ckpt = c
+	p.ckptMu.Lock()
+	p.ckptDone = c.done
+	p.ckptMu.Unlock()
+	go func() {
+		defer close(c.done)
+		c.errs, c.err = p.store.Flush(context.WithoutCancel(ctx), c.deltas)
+	}()
+	return c
+}
+
+// settle takes in the result of the checkpoint write under way, if it finished (or, with wait,
+// once it finished): partitions whose checkpoint failed are dropped, those that succeeded
+// record it and may evict accounts. It returns the write's errors. The loop's goroutine only.
+func (p *Pipeline) settle(wait bool) error {
+	c := p.ckpt
+	if c == nil {
+		return nil
+	}
+	if wait {
+		<-c.done
+	} else {
+		select {
+		case <-c.done:
+		default:
+			return nil
+		}
+	}
+	p.ckpt = nil
+	p.ckptMu.Lock()
+	p.ckptDone = nil
+	p.ckptMu.Unlock()
+	// A partition dropped while the write was under way is not ours to update any more; its
+	// checkpoint in Redis is consistent either way (taken after a commit).
+	ours := func(part *partition) bool { return c.waited || p.parts[part.key()] == part }
+	if c.err != nil {
+		p.log.Warn("window checkpoint failed; the partitions will be caught up from tx.v1", "err", c.err)
+		p.Stats.FlushErrors.Add(int64(len(c.parts)))
+		for _, part := range c.parts {
+			if ours(part) {
+				p.drop(part.key())
+			}
+		}
+		return c.err
+	}
+	var failed []error
+	for i, part := range c.parts {
+		if err := c.errs[i]; err != nil {
+			if errors.Is(err, window.ErrConflict) {
+				p.Stats.Conflicts.Add(1)
+			} else {
+				p.Stats.FlushErrors.Add(1)
+			}
+			if ours(part) {
+				p.drop(part.key())
+			}
+			failed = append(failed, err)
+			continue
+		}
+		p.Stats.Flushes.Add(1)
+		if !ours(part) {
+			continue
+		}
+		part.flushed = c.deltas[i].To
 		if len(part.accounts) > p.maxAccounts {
-			// Every account is checkpointed now: evict down to half (map order is random enough).
+			// Every account not changed since the write began is in Redis now: evict those
+			// down to half (map order is random enough).
 			for id := range part.accounts {
 				if len(part.accounts) <= p.maxAccounts/2 {
 					break
 				}
-				delete(part.accounts, id)
-				part.complete = false
+				if !part.dirty[id] {
+					delete(part.accounts, id)
+					part.complete = false
+				}
 			}
 		}
 	}
-	return errors.Join(failed...)
+	err := errors.Join(failed...)
+	if err != nil {
+		p.log.Warn("window checkpoint refused or failed; those partitions will be caught up from tx.v1", "err", err)
+	}
+	return err
 }
 
 // view is features.Shared for one poll: the cached terminal days and the devices read from

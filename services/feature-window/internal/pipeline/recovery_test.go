@@ -71,6 +71,10 @@ func genLog(t *testing.T, n int, seed uint64) (memLog, map[string][]float64) {
 	return log, want
 }
 
+// crash stands for the process dying: a background checkpoint write it started has landed
+// (writes that never started are the crashes before Committed).
+func crash(p *Pipeline) { _ = p.settle(true) }
+
 // fault is what happens to one poll of the simulated loop.
 type fault int
 
@@ -129,6 +133,7 @@ func TestRecoveryEqualsOffline(t *testing.T) {
 					p.Aborted()
 					continue
 				case crashBeforeCommit:
+					crash(p)
 					p = newPipe()
 					continue
 				}
@@ -150,6 +155,7 @@ func TestRecoveryEqualsOffline(t *testing.T) {
 				case commit:
 					p.Committed(context.Background(), in)
 				case crashAfterCommit:
+					crash(p)
 					p = newPipe()
 				case flushFails:
 					st.mu.Lock()
@@ -162,6 +168,7 @@ func TestRecoveryEqualsOffline(t *testing.T) {
 				case zombieFlush:
 					// A second instance takes over (catching up from the checkpoint) and
 					// checkpoints first; the old one's checkpoint must be refused.
+					crash(p) // its earlier background write is done; it lives on as a zombie
 					next := newPipe()
 					if _, err := next.Transform(context.Background(), nil); err != nil {
 						t.Fatal(err)

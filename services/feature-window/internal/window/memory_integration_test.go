@@ -39,7 +39,7 @@ func TestMemoryPerEntity(t *testing.T) {
 		d.Devices["dev"] = map[string]DeviceSeen{"acct": {Ms: at.UnixMilli()}}
 		if i%50 == 49 {
 			d.From, d.To = ckpt, int64(i+1)
-			d.Accounts = map[string]*features.Account{"acct": a}
+			d.Accounts = encode(t, map[string]*features.Account{"acct": a})
 			if errs, err := s.Flush(ctx, []Delta{d}); err != nil || errs[0] != nil {
 				t.Fatal(err, errs)
 			}

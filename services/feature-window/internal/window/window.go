@@ -207,8 +207,8 @@ type DeviceSeen struct{ Ms int64 }
 // terminal and device deltas, moving its checkpoint from From to To.
 type Delta struct {
 	Partition string
-	From, To  int64                        // From is NoCheckpoint for a first flush
-	Accounts  map[string]*features.Account // changed accounts
+	From, To  int64             // From is NoCheckpoint for a first flush
+	Accounts  map[string][]byte // changed accounts, features.Account.MarshalBinary
 	Terminals map[string]map[int64]TerminalDelta
 	Devices   map[string]map[string]DeviceSeen
 	// DevicePrune: device → account → remove the account if it was last seen before this (ms).
@@ -295,11 +295,7 @@ func (s *Store) flushArgs(d Delta) ([]string, []any, error) {
 	args := make([]any, 0, 8+len(d.Accounts)+4*len(d.Terminals)+4*len(d.Devices))
 	args = append(args, from, strconv.FormatInt(d.To, 10), len(d.Accounts), len(d.Terminals), nDev,
 		features.AccountTTL(s.cfg).Milliseconds(), features.LabelTTL(s.cfg).Milliseconds(), features.DeviceTTL(s.cfg).Milliseconds())
-	for id, a := range d.Accounts {
-		b, err := a.MarshalBinary()
-		if err != nil {
-			return nil, nil, fmt.Errorf("account %s: %w", id, err)
-		}
+	for id, b := range d.Accounts {
 		keys = append(keys, s.accountKey(id))
 		args = append(args, b)
 	}

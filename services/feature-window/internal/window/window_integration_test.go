@@ -1,6 +1,7 @@
 package window
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,20 @@ func account(t *testing.T, id string, n int) *features.Account {
 	return a
 }
 
+// encode is what the pipeline hands Flush: each account's MarshalBinary.
+func encode(t *testing.T, accts map[string]*features.Account) map[string][]byte {
+	t.Helper()
+	out := make(map[string][]byte, len(accts))
+	for id, a := range accts {
+		b, err := a.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = b
+	}
+	return out
+}
+
 // TestFlushFetchRoundTrip: a checkpoint writes accounts, terminal and device deltas and the
 // checkpoint atomically, Fetch reads them back, and a checkpoint from a stale writer is refused
 // without changing anything.
@@ -56,7 +71,7 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 		t.Fatalf("empty store: %+v", snap)
 	}
 	d := Delta{Partition: "tx/0", From: NoCheckpoint, To: 10,
-		Accounts:  map[string]*features.Account{"a1": account(t, "a1", 5), "a2": account(t, "a2", 2)},
+		Accounts:  encode(t, map[string]*features.Account{"a1": account(t, "a1", 5), "a2": account(t, "a2", 2)}),
 		Terminals: map[string]map[int64]TerminalDelta{"T": {100: {Tx: 3, PruneBelow: 50}, 101: {Tx: 1, PruneBelow: 50}}},
 		Devices:   map[string]map[string]DeviceSeen{"D": {"a1": {Ms: 1000}, "a2": {Ms: 2000}, "a3": {Ms: 500}}},
 	}
@@ -66,7 +81,7 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 	}
 	// A second writer that still believes the partition was never checkpointed is refused.
 	stale := d
-	stale.Accounts = map[string]*features.Account{"a1": {}}
+	stale.Accounts = encode(t, map[string]*features.Account{"a1": {}})
 	errs, err = s.Flush(ctx, []Delta{stale})
 	if err != nil || !errors.Is(errs[0], ErrConflict) {
 		t.Fatalf("stale flush: %v %v", err, errs)
@@ -93,8 +108,9 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 		t.Errorf("checkpoints %v", snap.Checkpoints)
 	}
 	for id, want := range d.Accounts {
-		if !reflect.DeepEqual(snap.Accounts[id], want) {
-			t.Errorf("account %s: got %+v, want %+v", id, snap.Accounts[id], want)
+		got, err := snap.Accounts[id].MarshalBinary()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("account %s: got %+v (%v), want it encoded as %v", id, snap.Accounts[id], err, want)
 		}
 	}
 	if got := snap.Terminals["T"]; len(got) != 2 || *got[100] != [2]int64{3, 0} || *got[101] != [2]int64{3, 1} {
