@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,16 @@ import (
 // abort the same input comes again. An error aborts the transaction and the input is retried;
 // input that can never succeed should become a DeadLetter record instead of an error.
 type Transform func(ctx context.Context, in []*kgo.Record) ([]*kgo.Record, error)
+
+// Emit produces one output record in the open transaction at once. It is safe to call from
+// several goroutines while the StreamTransform runs, and only then.
+type Emit func(*kgo.Record)
+
+// StreamTransform is a Transform that hands each output to emit as soon as it is ready (a
+// partition's records while the next partition is computed, say), so the produce round trips
+// overlap the work instead of all starting after it. Its contract is Transform's; records
+// emitted before an error are aborted with the transaction.
+type StreamTransform func(ctx context.Context, in []*kgo.Record, emit Emit) error
 
 // EOSConfig configures one exactly-once consume-transform-produce loop.
 type EOSConfig struct {
@@ -63,7 +74,7 @@ type EOSStats struct {
 // offsets committed atomically, so each input record's outputs appear exactly once.
 type EOS struct {
 	cfg       EOSConfig
-	transform Transform
+	transform StreamTransform
 	log       *slog.Logger
 	metrics   *eosMetrics
 	Stats     EOSStats
@@ -71,6 +82,20 @@ type EOS struct {
 
 // NewEOS validates cfg and returns a loop; nothing connects until Run.
 func NewEOS(cfg EOSConfig, transform Transform, log *slog.Logger) (*EOS, error) {
+	return NewStreamEOS(cfg, func(ctx context.Context, in []*kgo.Record, emit Emit) error {
+		out, err := transform(ctx, in)
+		if err != nil {
+			return err
+		}
+		for _, r := range out {
+			emit(r)
+		}
+		return nil
+	}, log)
+}
+
+// NewStreamEOS is NewEOS for a StreamTransform.
+func NewStreamEOS(cfg EOSConfig, transform StreamTransform, log *slog.Logger) (*EOS, error) {
 	switch {
 	case len(cfg.Brokers) == 0:
 		return nil, errors.New("eos: no brokers")
@@ -146,6 +171,7 @@ type txn struct {
 	ctx     context.Context // bounds the transaction's produce and end calls
 	cancel  context.CancelFunc
 	in      []*kgo.Record
+	mu      sync.Mutex // guards out while a StreamTransform emits from several goroutines
 	out     []*kgo.Record
 	promise *kgo.FirstErrPromise
 }
@@ -179,7 +205,13 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 				tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second+e.cfg.CommitInterval)
 				t = &txn{began: time.Now(), ctx: tctx, cancel: tcancel, promise: kgo.AbortingFirstErrPromise(sess.Client())}
 			}
-			out, terr := e.transform(ctx, recs)
+			tx := t
+			terr := e.transform(ctx, recs, func(r *kgo.Record) {
+				sess.Produce(tx.ctx, r, tx.promise.Promise())
+				tx.mu.Lock()
+				tx.out = append(tx.out, r)
+				tx.mu.Unlock()
+			})
 			t.in = append(t.in, recs...)
 			if terr != nil {
 				// Abort rewinds the session to the committed offsets: the same input comes again.
@@ -193,10 +225,6 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 				}
 				continue
 			}
-			for _, r := range out {
-				sess.Produce(t.ctx, r, t.promise.Promise())
-			}
-			t.out = append(t.out, out...)
 		}
 		if t != nil && (e.cfg.CommitInterval <= 0 || time.Since(t.began) >= e.cfg.CommitInterval || len(t.in) >= e.cfg.MaxTransactionRecords) {
 			err := e.end(ctx, sess, t)

@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 	if cfg.InstanceID != "" {
 		extra = append(extra, kgo.InstanceID(cfg.InstanceID))
 	}
-	loop, err := kafka.NewEOS(kafka.EOSConfig{
+	loop, err := kafka.NewStreamEOS(kafka.EOSConfig{
 		Brokers:         cfg.Kafka.Brokers,
 		Group:           cfg.Group,
 		TransactionalID: cfg.TransactionalID,
@@ -106,7 +106,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 		Committed:       pipe.Committed,
 		Aborted:         pipe.Aborted,
 		Revoked:         pipe.Reset,
-	}, pipe.Transform, log)
+	}, pipe.TransformStream, log)
 	if err != nil {
 		return err
 	}

@@ -284,9 +284,9 @@ func (e *env) start(t *testing.T, txID string, maxPoll int) *instance {
 	pipe := pipeline.New(store, pipeline.KafkaReader(e.brokers, time.Minute), cfg, e.topics.Features, time.Now)
 	lab := &labels.Applier{Windows: store}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	loop, err := kafka.NewEOS(kafka.EOSConfig{Brokers: e.brokers, Group: e.group, TransactionalID: txID,
+	loop, err := kafka.NewStreamEOS(kafka.EOSConfig{Brokers: e.brokers, Group: e.group, TransactionalID: txID,
 		InputTopics: []string{e.topics.Tx}, MaxPollRecords: maxPoll,
-		Committed: pipe.Committed, Aborted: pipe.Aborted, Revoked: pipe.Reset}, pipe.Transform, log)
+		Committed: pipe.Committed, Aborted: pipe.Aborted, Revoked: pipe.Reset}, pipe.TransformStream, log)
 	if err != nil {
 		t.Fatal(err)
 	}

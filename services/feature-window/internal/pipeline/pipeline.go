@@ -363,6 +363,33 @@ func (p *Pipeline) each(n int, fn func(i int)) {
 // Each input record gets a consumer span, child of the trace context in its headers, and its
 // output record carries that span's context: the trace runs ingest → here → scoring.
 func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Record, error) {
+	polls, err := p.process(ctx, in, nil)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, pl := range polls {
+		n += len(pl.dead) + len(pl.out)
+	}
+	out := make([]*kgo.Record, 0, n)
+	for _, pl := range polls {
+		out = append(out, pl.dead...)
+		out = append(out, pl.out...)
+	}
+	return out, nil
+}
+
+// TransformStream is Transform as a kafka.StreamTransform: each partition's records are
+// emitted as soon as that partition is transformed, so they are on their way to the broker
+// while the poll's other partitions are computed.
+func (p *Pipeline) TransformStream(ctx context.Context, in []*kgo.Record, emit kafka.Emit) error {
+	_, err := p.process(ctx, in, emit)
+	return err
+}
+
+// process transforms one poll; with emit set, each partition's records go to it from the
+// worker that transformed them.
+func (p *Pipeline) process(ctx context.Context, in []*kgo.Record, emit kafka.Emit) ([]*poll, error) {
 	p.settle(false)
 	if p.reset.Swap(false) {
 		p.dropAll()
@@ -372,7 +399,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 	if p.ckpt != nil && p.mustAwaitCheckpoint(polls) {
 		p.settle(true)
 	}
-	fail := func(err error) ([]*kgo.Record, error) {
+	fail := func(err error) ([]*poll, error) {
 		for _, pl := range polls {
 			for _, it := range pl.items {
 				telemetry.EndSpan(it.span, err)
@@ -395,15 +422,19 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 		return fail(err)
 	}
 	now := p.now()
-	p.each(len(polls), func(i int) { p.transform(polls[i], snap, now) })
-	n := 0
+	p.each(len(polls), func(i int) {
+		pl := polls[i]
+		p.transform(pl, snap, now)
+		if emit != nil {
+			for _, r := range pl.dead {
+				emit(r)
+			}
+			for _, r := range pl.out {
+				emit(r)
+			}
+		}
+	})
 	for _, pl := range polls {
-		n += len(pl.dead) + len(pl.out)
-	}
-	out := make([]*kgo.Record, 0, n)
-	for _, pl := range polls {
-		out = append(out, pl.dead...)
-		out = append(out, pl.out...)
 		for _, it := range pl.items {
 			it.span.End()
 		}
@@ -413,7 +444,7 @@ func (p *Pipeline) Transform(ctx context.Context, in []*kgo.Record) ([]*kgo.Reco
 			pl.part.next = last + 1
 		}
 	}
-	return out, nil
+	return polls, nil
 }
 
 // mustAwaitCheckpoint tells whether the poll needs the checkpoint under way to finish first:

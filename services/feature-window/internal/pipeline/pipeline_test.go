@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,5 +255,50 @@ func TestDeviceRefreshInBackground(t *testing.T) {
 	}
 	if got := poll("a3"); got != 4 { // a1, a2, other and a3
 		t.Errorf("after the refresh: device accounts %v, want 4", got)
+	}
+}
+
+// TestTransformStreamEmitsWhatTransformReturns: the streaming form emits (from the workers,
+// partition by partition) exactly the records Transform returns, each partition's in order.
+func TestTransformStreamEmitsWhatTransformReturns(t *testing.T) {
+	t.Parallel()
+	log, _ := genLog(t, 600, 7)
+	var in []*kgo.Record
+	for _, part := range []int32{0, 1} {
+		in = append(in, log[part][:200]...)
+	}
+	cfg := features.DefaultConfig()
+	want, err := New(newMemStore(), log.read, cfg, "features.v1", time.Now).Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []*kgo.Record
+	p := New(newMemStore(), log.read, cfg, "features.v1", time.Now, WithParallelism(2))
+	if err := p.TransformStream(context.Background(), in, func(r *kgo.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, r)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	byPartition := func(recs []*kgo.Record) map[string][]string {
+		m := map[string][]string{}
+		for _, r := range recs {
+			k := fmt.Sprintf("%s/%s", r.Topic, r.Key)
+			var et fraudv1.EnrichedTransaction
+			id := "dead letter"
+			if r.Topic == "features.v1" {
+				if err := kafka.Decode(r, &et); err != nil {
+					t.Fatal(err)
+				}
+				id = fmt.Sprint(et.GetTransaction().GetId(), et.GetFeatures().GetValues())
+			}
+			m[k] = append(m[k], id)
+		}
+		return m
+	}
+	if len(got) != len(want) || !reflect.DeepEqual(byPartition(got), byPartition(want)) {
+		t.Fatalf("streamed %d records, Transform returned %d, or they differ", len(got), len(want))
 	}
 }
