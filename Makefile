@@ -131,7 +131,7 @@ bench-ingest: infra-up ## ingest ack latency and throughput vs a raw franz-go pr
 	@go build -o $(BIN)/ingest ./services/ingest
 	@$(WITH_INFRA) go run ./loadtest/ingestbench --ingest-bin $(BIN)/ingest $(INGESTBENCH_FLAGS)
 
-FWBENCH_FLAGS ?= -n 30000
+FWBENCH_FLAGS ?= -n 120000
 bench-feature-window: infra-up ## feature-window vs a raw franz-go EOS relay: tx/s, Redis round trips/tx, p99 added latency (3 rounds, median ratio)
 	@$(WITH_INFRA) cd loadtest && go run ./fwbench $(FWBENCH_FLAGS)
 bench-commit-curve: infra-up ## feature-window throughput and latency at several Kafka commit intervals, next to the raw relay
