@@ -635,9 +635,18 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 				need = append(need, ev.AccountID)
 			}
 		}
-		snap, err := p.store.Fetch(ctx, window.Request{Accounts: need})
+		req := window.Request{Accounts: need}
+		if len(need) > 0 {
+			req.Checkpoints = []string{part.key()}
+		}
+		snap, err := p.store.Fetch(ctx, req)
 		if err != nil {
 			return err
+		}
+		if len(need) > 0 {
+			if err := p.checkCheckpoint(part, snap.Checkpoints[part.key()]); err != nil {
+				return err
+			}
 		}
 		for id, a := range snap.Accounts {
 			part.accounts[id] = a
@@ -701,6 +710,31 @@ func (p *Pipeline) fetch(ctx context.Context, polls []*poll) (*window.Snapshot, 
 		p.refresh(ctx, stale, now)
 	}
 	return snap, err
+}
+
+// ErrCheckpointMoved: a read found a partition's Redis checkpoint other than the one this
+// instance holds the partition from, so what it read is not the partition's state: Redis lost
+// it (FLUSHALL, a restart without its last writes) or another writer (a rebuild, an instance
+// that took the partition over) replaced it. The transaction aborts and the partition is
+// loaded again from what Redis holds now.
+var ErrCheckpointMoved = errors.New("partition checkpoint moved in Redis")
+
+// checkCheckpoint compares a partition's checkpoint as read from Redis with the one it was
+// loaded from or last wrote (or the one a write under way is setting).
+func (p *Pipeline) checkCheckpoint(part *partition, got int64) error {
+	if got == part.flushed {
+		return nil
+	}
+	if p.ckpt != nil {
+		for _, d := range p.ckpt.deltas {
+			if d.Partition == part.key() && got == d.To {
+				return nil
+			}
+		}
+	}
+	p.Stats.Conflicts.Add(1)
+	p.drop(part.key())
+	return fmt.Errorf("%w: %s is %d in Redis, this instance holds it from %d", ErrCheckpointMoved, part.key(), got, part.flushed)
 }
 
 // refresh reads devices in the background; mergeRefreshed takes the result in.
@@ -788,9 +822,20 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 	if len(req.Accounts)+len(req.Devices)+len(req.Terminals)+len(req.Checkpoints) == 0 {
 		return &window.Snapshot{}, nil // all cached: no round trip
 	}
+	// The held partitions' checkpoints are read with the rest, atomically: a state Redis lost
+	// (FLUSHALL, a restart without the last writes) or another writer replaced must not be
+	// read as ours, where a missing account would be taken for a new one.
+	for _, part := range p.parts {
+		req.Checkpoints = append(req.Checkpoints, part.key())
+	}
 	snap, err := p.store.Fetch(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	for _, part := range p.parts {
+		if err := p.checkCheckpoint(part, snap.Checkpoints[part.key()]); err != nil {
+			return nil, err
+		}
 	}
 	if len(p.terminals)+len(snap.Terminals) > maxCachedTerminals || len(p.devices)+len(snap.Devices) > maxCachedTerminals {
 		p.dropShared()

@@ -207,3 +207,67 @@ func TestRecoveryEqualsOffline(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisLossIsNotReadAsNewAccounts: a partition held from a checkpoint reads the accounts it
+// does not hold from Redis. When Redis lost everything (FLUSHALL) meanwhile, such an account
+// must not be taken for a new one: the read sees the checkpoint gone and fails, and the retry
+// rebuilds the partition from tx.v1, with the features of an uninterrupted run.
+func TestRedisLossIsNotReadAsNewAccounts(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	log := memLog{}
+	off := features.NewOffline()
+	var want []float64
+	add := func(acct string, i int) {
+		r := txRecord(t, fmt.Sprint("tx-", i), acct, t0.Add(time.Duration(i)*time.Minute), int64(100+i))
+		r.Offset = int64(len(log[0]))
+		log[0] = append(log[0], r)
+		tx := &fraudv1.Transaction{}
+		if err := kafka.Decode(r, tx); err != nil {
+			t.Fatal(err)
+		}
+		want = off.Next(features.FromTransaction(tx))
+	}
+	for i := range 10 {
+		add([]string{"A", "B"}[i%2], i)
+	}
+	for i := 10; i < 20; i++ {
+		add("A", i)
+	}
+	add("B", 20) // want: B's features after its five earlier transactions
+	st := newMemStore()
+	cfg := features.DefaultConfig()
+	run := func(p *Pipeline, from, to int) ([]*kgo.Record, error) {
+		out, err := p.Transform(context.Background(), log[0][from:to])
+		if err == nil {
+			p.FlushAll(context.Background())
+		}
+		return out, err
+	}
+	if _, err := run(New(st, log.read, cfg, "features.v1", time.Now), 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	p := New(st, log.read, cfg, "features.v1", time.Now) // a restart: held from checkpoint 10
+	if _, err := run(p, 10, 20); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	st.ckpt, st.accounts = map[string]int64{}, map[string][]byte{} // FLUSHALL
+	st.terminals, st.devices = map[string]map[int64]*[2]int64{}, map[string]map[string]int64{}
+	st.mu.Unlock()
+	if _, err := p.Transform(context.Background(), log[0][20:21]); !errors.Is(err, ErrCheckpointMoved) {
+		t.Fatalf("Transform after Redis lost the partition: %v, want ErrCheckpointMoved", err)
+	}
+	p.Aborted()
+	out, err := p.Transform(context.Background(), log[0][20:21])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var et fraudv1.EnrichedTransaction
+	if err := kafka.Decode(out[0], &et); err != nil {
+		t.Fatal(err)
+	}
+	if got := et.GetFeatures().GetValues(); !slices.Equal(got, want) {
+		t.Errorf("B after the rebuild: %v, offline %v", got, want)
+	}
+}

@@ -83,8 +83,10 @@ type Snapshot struct {
 	Devices     map[string]map[string]int64    // device → account → last seen ms
 }
 
-// Fetch reads everything in r in one pipelined round trip. An account without a value is
-// returned empty (never seen, or expired).
+// Fetch reads everything in r in one round trip, atomically (MULTI/EXEC): the checkpoints it
+// returns are those of the state it read, so a caller that finds a partition's checkpoint
+// moved (Redis lost it, or another writer) knows the rest of the snapshot is not its state
+// either. An account without a value is returned empty (never seen, or expired).
 func (s *Store) Fetch(ctx context.Context, r Request) (*Snapshot, error) {
 	snap := &Snapshot{
 		Checkpoints: make(map[string]int64, len(r.Checkpoints)),
@@ -95,7 +97,7 @@ func (s *Store) Fetch(ctx context.Context, r Request) (*Snapshot, error) {
 	if len(r.Checkpoints)+len(r.Accounts)+len(r.Terminals)+len(r.Devices) == 0 {
 		return snap, nil
 	}
-	pipe := s.rdb.Pipeline()
+	pipe := s.rdb.TxPipeline()
 	ckpts := make([]*redis.StringCmd, len(r.Checkpoints))
 	for i, p := range r.Checkpoints {
 		ckpts[i] = pipe.Get(ctx, s.CheckpointKey(p))
