@@ -29,6 +29,13 @@ type Emit func(*kgo.Record)
 // emitted before an error are aborted with the transaction.
 type StreamTransform func(ctx context.Context, in []*kgo.Record, emit Emit) error
 
+// ErrRebalanced is what a transform returns when partitions were revoked or lost since the
+// transaction began: the transaction cannot commit (the session aborts it at End anyway), and
+// state a transform rebuilt mid-transaction would treat the transaction's earlier, uncommitted
+// polls as committed. The loop aborts at once, without the failure pause, and logs it as the
+// rebalance it is.
+var ErrRebalanced = errors.New("partitions were revoked or lost during the transaction")
+
 // EOSConfig configures one exactly-once consume-transform-produce loop.
 type EOSConfig struct {
 	Brokers []string
@@ -215,10 +222,15 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 			t.in = append(t.in, recs...)
 			if terr != nil {
 				// Abort rewinds the session to the committed offsets: the same input comes again.
-				if ctx.Err() == nil {
+				rebalanced := errors.Is(terr, ErrRebalanced)
+				switch {
+				case ctx.Err() != nil:
+				case rebalanced:
+					e.log.Info("partitions revoked during the transaction; aborting it", "records", len(t.in))
+				default:
 					e.log.Error("transform failed; aborting and retrying", "records", len(t.in), "err", terr)
 				}
-				err := e.abort(ctx, sess, t)
+				err := e.abort(ctx, sess, t, !rebalanced)
 				t = nil
 				if err != nil {
 					return err
@@ -236,9 +248,9 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 	}
 }
 
-// abort ends t by aborting it after a failed transform, then pauses before the input comes
-// again.
-func (e *EOS) abort(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
+// abort ends t by aborting it after a failed transform, then (with pause) waits RetryBackoff
+// before the input comes again.
+func (e *EOS) abort(ctx context.Context, sess *kgo.GroupTransactSession, t *txn, pause bool) error {
 	defer t.cancel()
 	if _, err := sess.End(t.ctx, kgo.TryAbort); err != nil {
 		e.aborted()
@@ -247,6 +259,9 @@ func (e *EOS) abort(ctx context.Context, sess *kgo.GroupTransactSession, t *txn)
 	e.Stats.Aborted.Add(1)
 	e.aborted()
 	e.metrics.observe(false, len(t.in), nil, time.Since(t.began))
+	if !pause {
+		return nil
+	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(e.cfg.RetryBackoff):

@@ -256,7 +256,8 @@ func decodeTx(r *kgo.Record) (*fraudv1.Transaction, error) {
 	return tx, nil
 }
 
-// Reset drops every partition's state at the next Transform: call it when partitions are
+// Reset drops every partition's state at the next Transform, which then fails with
+// kafka.ErrRebalanced so that the open transaction aborts: call it when partitions are
 // revoked or lost. Safe from any goroutine.
 //
 // It also waits for a checkpoint write under way: Reset runs in the rebalance, before the
@@ -273,7 +274,13 @@ func (p *Pipeline) Reset() {
 
 // Aborted is the loop's hook after a transaction that did not commit: the state folded the
 // aborted input, so it is dropped and reloaded (and caught up) from Redis.
-func (p *Pipeline) Aborted() { p.dropAll() }
+//
+// A pending Reset is void after it: everything is dropped, and the session has rewound to the
+// committed offsets, so the partitions load from there.
+func (p *Pipeline) Aborted() {
+	p.reset.Store(false)
+	p.dropAll()
+}
 
 func (p *Pipeline) dropAll() {
 	p.parts = map[string]*partition{}
@@ -392,7 +399,13 @@ func (p *Pipeline) TransformStream(ctx context.Context, in []*kgo.Record, emit k
 func (p *Pipeline) process(ctx context.Context, in []*kgo.Record, emit kafka.Emit) ([]*poll, error) {
 	p.settle(false)
 	if p.reset.Swap(false) {
+		// Partitions were revoked or lost: everything held is dropped. The transaction this
+		// poll belongs to may hold earlier polls (a commit interval), not committed and
+		// doomed with the revocation: loading a partition now would catch up to this poll's
+		// first offset as if they were, and checkpoint Redis ahead of Kafka. Abort instead;
+		// the input comes again from the committed offsets.
 		p.dropAll()
+		return nil, kafka.ErrRebalanced
 	}
 	polls := split(in)
 	p.each(len(polls), func(i int) { p.decode(ctx, polls[i]) })

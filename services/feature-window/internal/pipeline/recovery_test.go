@@ -271,3 +271,53 @@ func TestRedisLossIsNotReadAsNewAccounts(t *testing.T) {
 		t.Errorf("B after the rebuild: %v, offline %v", got, want)
 	}
 }
+
+// TestRevokedMidTransaction: with a commit interval a transaction spans polls. Partitions
+// revoked between two of them must fail the next poll (the transaction cannot commit), not
+// reload the partition and catch up over the first poll as if it were committed: that wrote
+// Redis ahead of Kafka, and after the abort the first poll's transactions were counted twice
+// (make chaos, 2026-12-06). After the abort the input comes again and equals offline.
+func TestRevokedMidTransaction(t *testing.T) {
+	t.Parallel()
+	log, want := genLog(t, 400, 11)
+	st := newMemStore()
+	cfg := features.DefaultConfig()
+	p := New(st, log.read, cfg, "features.v1", time.Now)
+	first, second := log[0][:60], log[0][60:120]
+	if _, err := p.Transform(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	p.Reset() // the rebalance, while the transaction holding first is still open
+	if _, err := p.Transform(context.Background(), second); !errors.Is(err, kafka.ErrRebalanced) {
+		t.Fatalf("Transform after Reset: %v, want kafka.ErrRebalanced", err)
+	}
+	st.mu.Lock()
+	ckpt, ok := st.ckpt["tx.v1/0"]
+	st.mu.Unlock()
+	if ok && ckpt > first[0].Offset {
+		t.Fatalf("checkpoint %d is ahead of the committed offset %d", ckpt, first[0].Offset)
+	}
+	p.Aborted() // the loop aborts; the session rewinds to the committed offsets
+	for _, in := range [][]*kgo.Record{first, second} {
+		out, err := p.Transform(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range out {
+			if r.Topic != "features.v1" {
+				continue
+			}
+			var et fraudv1.EnrichedTransaction
+			if err := kafka.Decode(r, &et); err != nil {
+				t.Fatal(err)
+			}
+			if id := et.GetTransaction().GetId(); !slices.Equal(et.GetFeatures().GetValues(), want[id]) {
+				t.Errorf("%s: features differ from offline", id)
+			}
+		}
+		p.Committed(context.Background(), in)
+	}
+	if n := p.Stats.Stale.Load(); n != 0 {
+		t.Errorf("%d records processed from later state", n)
+	}
+}
