@@ -92,9 +92,10 @@ type Fetch struct {
 // decision row (feature-window, scoring, the decision sink): answer after 10 ms (franz-go's
 // least) with everything that arrived, or at once when 64 KiB are readable (about 290 records
 // of 229 bytes, more than 10 ms of input below ~28k tx/s). Against franz-go's default (1 byte,
-// 5 s) it halved p50 end-to-end at 250 tx/s and cut it by a quarter at 1,000 tx/s on the 2-core
-// bench box (services/feature-window/README.md, "Fetch size and wait"). The cost: an idle
-// consumer sends a fetch every 10 ms instead of every 5 s.
+// 5 s), alternating 30 s runs on the busy 2-core bench box cut p50 end-to-end at 1,000 tx/s from
+// a median 80 to 59 ms; whole bench-full ladders were within their run-to-run spread
+// (services/feature-window/README.md, "Fetch size and wait"). The cost: an idle consumer sends
+// a fetch every 10 ms instead of every 5 s, and a lone record waits up to 10 ms per hop.
 func PipelineFetch() Fetch { return Fetch{MinBytes: 64 << 10, MaxWait: 10 * time.Millisecond} }
 
 // LoadFetch reads <prefix>_FETCH_MIN_BYTES and <prefix>_FETCH_MAX_WAIT (at least 10ms, franz-go's
