@@ -304,22 +304,9 @@ func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (applied int, err 
 				return fmt.Errorf("async commit: %w", err)
 			}
 		}
-		next := map[tp]int64{}
-		for _, r := range recs {
-			k := tp{r.Topic, r.Partition}
-			if _, ok := next[k]; ok {
-				continue
-			}
-			var stored int64
-			err := tx.QueryRow(ctx, `SELECT next_offset FROM kafka_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
-				s.cfg.Name, r.Topic, r.Partition).Scan(&stored)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				stored = -1
-			case err != nil:
-				return fmt.Errorf("lock offset %s/%d: %w", r.Topic, r.Partition, err)
-			}
-			next[k] = stored
+		next, err := s.lockOffsets(ctx, tx, recs)
+		if err != nil {
+			return err
 		}
 		if rw := s.lostCommits(recs, next); rw != nil {
 			return rw
@@ -344,15 +331,8 @@ func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (applied int, err 
 		if err := s.handler(ctx, tx, fresh); err != nil {
 			return err
 		}
-		for k, off := range next {
-			if off < 0 {
-				continue
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO kafka_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
-				s.cfg.Name, k.topic, k.partition, off); err != nil {
-				return fmt.Errorf("store offset %s/%d: %w", k.topic, k.partition, err)
-			}
+		if err := s.storeOffsets(ctx, tx, next); err != nil {
+			return err
 		}
 		applied = len(fresh)
 		return nil
@@ -367,6 +347,64 @@ func (s *Sink) apply(ctx context.Context, recs []*kgo.Record) (applied int, err 
 		s.mu.Unlock()
 	}
 	return applied, err
+}
+
+// lockOffsets reads and row-locks the stored next offset of every partition of recs (-1 where
+// none is stored) in one round trip, in (topic, partition) order so two consumers of one name
+// lock in the same order.
+func (s *Sink) lockOffsets(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) (map[tp]int64, error) {
+	next := map[tp]int64{}
+	var topics []string
+	var parts []int32
+	for _, r := range recs {
+		k := tp{r.Topic, r.Partition}
+		if _, ok := next[k]; ok {
+			continue
+		}
+		next[k] = -1
+		topics, parts = append(topics, r.Topic), append(parts, r.Partition)
+	}
+	rows, err := tx.Query(ctx, `SELECT o.topic, o.partition, o.next_offset FROM kafka_offsets o
+		JOIN unnest($2::text[], $3::int4[]) AS p(topic, partition) ON o.topic = p.topic AND o.partition = p.partition
+		WHERE o.consumer = $1 ORDER BY o.topic, o.partition FOR UPDATE OF o`, s.cfg.Name, topics, parts)
+	if err != nil {
+		return nil, fmt.Errorf("lock offsets of %d partitions: %w", len(parts), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k tp
+		var stored int64
+		if err := rows.Scan(&k.topic, &k.partition, &stored); err != nil {
+			return nil, fmt.Errorf("lock offsets: %w", err)
+		}
+		next[k] = stored
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock offsets of %d partitions: %w", len(parts), err)
+	}
+	return next, nil
+}
+
+// storeOffsets upserts the next offsets (those ≥ 0) in one statement.
+func (s *Sink) storeOffsets(ctx context.Context, tx pgx.Tx, next map[tp]int64) error {
+	var topics []string
+	var parts []int32
+	var offs []int64
+	for k, off := range next {
+		if off >= 0 {
+			topics, parts, offs = append(topics, k.topic), append(parts, k.partition), append(offs, off)
+		}
+	}
+	if len(offs) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO kafka_offsets (consumer, topic, partition, next_offset)
+		SELECT $1, t, p, o FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, o)
+		ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+		s.cfg.Name, topics, parts, offs); err != nil {
+		return fmt.Errorf("store offsets of %d partitions: %w", len(offs), err)
+	}
+	return nil
 }
 
 // lostCommits compares the offsets stored in Postgres with those this sink committed. Where

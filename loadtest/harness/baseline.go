@@ -273,20 +273,35 @@ func RedisPipelined(ctx context.Context, addr, prefix string, size int, d time.D
 		ops += 99
 	}
 	rate := float64(ops) / time.Since(start).Seconds()
+	_, _ = deletePrefix(ctx, rdb, prefix)
+	return rate, nil
+}
+
+// DeleteRedisPrefix unlinks every key under prefix and returns how many it unlinked.
+func DeleteRedisPrefix(ctx context.Context, addr, prefix string) (int, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	return deletePrefix(ctx, rdb, prefix)
+}
+
+func deletePrefix(ctx context.Context, rdb *redis.Client, prefix string) (int, error) {
 	var cursor uint64
+	n := 0
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
 		if err != nil {
-			break
+			return n, fmt.Errorf("scan %s*: %w", prefix, err)
 		}
 		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
+			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
+				return n, fmt.Errorf("unlink %s*: %w", prefix, err)
+			}
+			n += len(keys)
 		}
 		if cursor = next; cursor == 0 {
-			break
+			return n, nil
 		}
 	}
-	return rate, nil
 }
 
 // PostgresCopy COPYs n decision-shaped rows into a temporary table and returns rows per

@@ -189,7 +189,7 @@ func (r *Results) Markdown() string {
 		}
 		fmt.Fprintf(&sb, "Highest rate the pipeline kept up with (every transaction decided, lag not growing; SLO aside): **%.0f tx/s**.\n", r.MaxKeepingUp)
 	}
-	sb.WriteString("\n### Phases\n\n| offered tx/s | sent | acked | decided | acked tx/s | e2e tx/s | ack p50/p99/max ms | e2e p50/p99/max ms | receipt→decision p50/p99 ms | decision→row p50/p99 ms | send→decision p99 ms | statuses | sustainable |\n|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---|---|\n")
+	sb.WriteString("\n### Phases\n\n| offered tx/s | sent | acked | decided | acked tx/s | e2e tx/s | ack p50/p99/max ms | e2e p50/p99/max ms | receipt→decision p50/p99 ms | receipt→features p50/p99 ms | features→decision p50/p99 ms | decision→row p50/p99 ms | send→decision p99 ms | statuses | sustainable |\n|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---:|---|---|\n")
 	for _, p := range r.Phases {
 		st := "yes"
 		if p.Warmup {
@@ -197,9 +197,10 @@ func (r *Results) Markdown() string {
 		} else if !p.Sustainable {
 			st = "no: " + p.Why
 		}
-		fmt.Fprintf(&sb, "| %.0f | %d | %d | %d | %.0f | %.0f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f | %s | %s |\n",
+		fmt.Fprintf(&sb, "| %.0f | %d | %d | %d | %.0f | %.0f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.1f | %s | %s |\n",
 			p.OfferedRate, p.Sent, p.Acked, p.Decided, p.AckedRate, p.E2ERate, p.Ack.P50MS, p.Ack.P99MS, p.Ack.MaxMS,
-			p.E2E.P50MS, p.E2E.P99MS, p.E2E.MaxMS, p.ToDecision.P50MS, p.ToDecision.P99MS, p.ToRow.P50MS, p.ToRow.P99MS,
+			p.E2E.P50MS, p.E2E.P99MS, p.E2E.MaxMS, p.ToDecision.P50MS, p.ToDecision.P99MS,
+			p.ToFeatures.P50MS, p.ToFeatures.P99MS, p.FeaturesToDecision.P50MS, p.FeaturesToDecision.P99MS, p.ToRow.P50MS, p.ToRow.P99MS,
 			p.E2EFromSend.P99MS, statuses(p.ByStatus), st)
 	}
 	q, aq := r.Quality, r.AlertQuality

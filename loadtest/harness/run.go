@@ -30,17 +30,22 @@ type PhaseResult struct {
 	// The end-to-end latency in two stages: ingest receipt → scoring's decision (ingest publish,
 	// feature-window and scoring, two exactly-once hops) and decision → row (the decision's
 	// transaction commit and the sink).
-	ToDecision    Summary `json:"receipt_to_decision_latency"`
-	ToRow         Summary `json:"decision_to_row_latency"`
-	DriverLagging int     `json:"driver_late_arrivals"`
-	LagGrowing    bool    `json:"lag_growing"`
-	Sustainable   bool    `json:"sustainable"` // keeps up and meets the SLO
-	KeepsUp       bool    `json:"keeps_up"`    // every ack decided in time, lag not growing, generator on time
-	Why           string  `json:"why,omitempty"`
-	StartSec      float64 `json:"start_s"` // on the lag sampler's clock
-	EndSec        float64 `json:"end_s"`
-	AckSeries     []Point `json:"ack_series"`
-	E2ESeries     []Point `json:"e2e_series"`
+	ToDecision Summary `json:"receipt_to_decision_latency"`
+	ToRow      Summary `json:"decision_to_row_latency"`
+	// receipt → decision split where feature-window produced the features: ingest publish plus
+	// feature-window's fetch and transform, then feature-window's commit plus scoring's fetch
+	// and transform up to the decision. Empty without Runner.FeatureTimes.
+	ToFeatures         Summary `json:"receipt_to_features_latency"`
+	FeaturesToDecision Summary `json:"features_to_decision_latency"`
+	DriverLagging      int     `json:"driver_late_arrivals"`
+	LagGrowing         bool    `json:"lag_growing"`
+	Sustainable        bool    `json:"sustainable"` // keeps up and meets the SLO
+	KeepsUp            bool    `json:"keeps_up"`    // every ack decided in time, lag not growing, generator on time
+	Why                string  `json:"why,omitempty"`
+	StartSec           float64 `json:"start_s"` // on the lag sampler's clock
+	EndSec             float64 `json:"end_s"`
+	AckSeries          []Point `json:"ack_series"`
+	E2ESeries          []Point `json:"e2e_series"`
 
 	load *LoadResult
 	rows []DecisionRow
@@ -64,8 +69,11 @@ type Runner struct {
 	Lag    *LagSampler
 	RunID  string
 	Log    *slog.Logger
-	next   int
-	phases []*PhaseResult
+	// FeatureTimes, when set, returns when each transaction of a prefix had its features
+	// produced (FeatureTimes over the stack's features topic).
+	FeatureTimes func(ctx context.Context, prefix string) (map[string]time.Time, error)
+	next         int
+	phases       []*PhaseResult
 }
 
 // Phase runs one open-loop phase under its own id prefix and collects its decisions.
@@ -110,12 +118,23 @@ func (r *Runner) Phase(ctx context.Context, cfg PhaseConfig) (*PhaseResult, erro
 		intended[s.StoredID] = s.Intended
 	}
 	e2e, fromSend, toDecision, toRow := NewHistogram(), NewHistogram(), NewHistogram(), NewHistogram()
+	toFeatures, featuresToDecision := NewHistogram(), NewHistogram()
+	var featuresAt map[string]time.Time
+	if r.FeatureTimes != nil {
+		if featuresAt, err = r.FeatureTimes(ctx, prefix); err != nil {
+			r.Log.Warn("features timestamps unavailable; receipt→decision is not split", "err", err)
+		}
+	}
 	series := NewSeries(load.Start)
 	var first, last time.Time
 	for _, d := range rows {
 		e2e.Record(d.PersistedAt.Sub(d.ReceivedAt))
 		toDecision.Record(d.DecidedAt.Sub(d.ReceivedAt))
 		toRow.Record(d.PersistedAt.Sub(d.DecidedAt))
+		if at, ok := featuresAt[d.TransactionID]; ok {
+			toFeatures.Record(at.Sub(d.ReceivedAt))
+			featuresToDecision.Record(d.DecidedAt.Sub(at))
+		}
 		if at, ok := intended[d.TransactionID]; ok {
 			fromSend.Record(d.PersistedAt.Sub(at))
 			series.Record(at, d.PersistedAt.Sub(d.ReceivedAt))
@@ -129,6 +148,7 @@ func (r *Runner) Phase(ctx context.Context, cfg PhaseConfig) (*PhaseResult, erro
 	}
 	p.E2E, p.E2ESeries, p.E2EFromSend = e2e.Summary(), series.Points(), fromSend.Summary()
 	p.ToDecision, p.ToRow = toDecision.Summary(), toRow.Summary()
+	p.ToFeatures, p.FeaturesToDecision = toFeatures.Summary(), featuresToDecision.Summary()
 	if len(rows) > 1 {
 		p.E2ERate = float64(len(rows)) / last.Sub(first).Seconds()
 	}

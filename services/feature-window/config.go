@@ -22,6 +22,8 @@ type Config struct {
 	LabelsGroup     string
 	TransactionalID string
 	MaxPollRecords  int
+	// Fetch shapes the tx.v1 consumer's fetches (kafka.Fetch).
+	Fetch kafka.Fetch
 	// CommitInterval keeps a Kafka transaction open across polls up to this age (0: one per poll).
 	CommitInterval time.Duration
 	// InstanceID, when set, makes the tx.v1 consumer a static group member: a restarted
@@ -56,6 +58,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		LabelsGroup:        e.String("VIGIL_FEATURE_WINDOW_LABELS_GROUP", group+"-labels"),
 		TransactionalID:    e.String("VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID", "vigil-feature-window-"+host),
 		MaxPollRecords:     e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 500, 1, 100_000),
+		Fetch:              kafka.LoadFetch(e, "VIGIL_FEATURE_WINDOW", kafka.PipelineFetch()),
 		CommitInterval:     e.DurationRange("VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL", 0, 0, 10*time.Second),
 		CatchUpTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", 5*time.Minute),
 		MaxAccounts:        e.Int("VIGIL_FEATURE_WINDOW_MAX_ACCOUNTS", 200_000, 100, 100_000_000),

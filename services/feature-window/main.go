@@ -90,7 +90,7 @@ func serve(ctx context.Context, cfg Config, reg *prometheus.Registry, ping func(
 		return err
 	}
 	defer closeLag()
-	extra := []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}
+	extra := append([]kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}, cfg.Fetch.Opts()...)
 	if cfg.InstanceID != "" {
 		extra = append(extra, kgo.InstanceID(cfg.InstanceID))
 	}

@@ -22,6 +22,10 @@ type Config struct {
 	Group           string
 	TransactionalID string
 	MaxPollRecords  int
+	// Fetch shapes the features.v1 consumer's fetches, SinkFetch the decision sink's
+	// (kafka.Fetch).
+	Fetch     kafka.Fetch
+	SinkFetch kafka.Fetch
 	// CommitInterval keeps a Kafka transaction open across polls up to this age (0: one per poll).
 	CommitInterval time.Duration
 	// GroupInstanceID turns on static group membership for the scorer (and, suffixed "-sink",
@@ -66,6 +70,8 @@ func loadConfig(e *config.Env) (Config, error) {
 		Group:           e.String("VIGIL_SCORING_GROUP", "vigil-scoring"),
 		TransactionalID: e.String("VIGIL_SCORING_TRANSACTIONAL_ID", "vigil-scoring-"+host),
 		MaxPollRecords:  e.Int("VIGIL_SCORING_MAX_POLL_RECORDS", 500, 1, 100_000),
+		Fetch:           kafka.LoadFetch(e, "VIGIL_SCORING", kafka.PipelineFetch()),
+		SinkFetch:       kafka.LoadFetch(e, "VIGIL_SCORING_SINK", kafka.PipelineFetch()),
 		CommitInterval:  e.DurationRange("VIGIL_SCORING_COMMIT_INTERVAL", 0, 0, 10*time.Second),
 		GroupInstanceID: e.String("VIGIL_SCORING_GROUP_INSTANCE_ID", ""),
 		SessionTimeout:  e.Duration("VIGIL_SCORING_SESSION_TIMEOUT", 45*time.Second),

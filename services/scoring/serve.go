@@ -113,7 +113,7 @@ func run(ctx context.Context) error {
 		InputTopics:     []string{cfg.Kafka.Topics.Features},
 		MaxPollRecords:  cfg.MaxPollRecords,
 		CommitInterval:  cfg.CommitInterval,
-		ExtraOpts:       groupOpts(cfg, ""),
+		ExtraOpts:       append(groupOpts(cfg, ""), cfg.Fetch.Opts()...),
 		Metrics:         reg,
 	}, pipe.Transform, log)
 	if err != nil {
@@ -165,7 +165,7 @@ func run(ctx context.Context) error {
 			Brokers:   cfg.Kafka.Brokers,
 			Name:      cfg.SinkName,
 			Topics:    []string{cfg.Kafka.Topics.Decisions},
-			ExtraOpts: groupOpts(cfg, "-sink"),
+			ExtraOpts: append(groupOpts(cfg, "-sink"), cfg.SinkFetch.Opts()...),
 			Metrics:   reg,
 			// decisions is a projection of decisions.v1: a crash loses rows and offsets
 			// together and they are replayed, so the WAL flush need not be waited for.

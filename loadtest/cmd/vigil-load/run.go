@@ -216,6 +216,9 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		Target: harness.Target{URL: stack.IngestURL, Keys: stack.Keys, Idempotency: o.idem, Client: harness.NewClient(),
 			Batch: o.batch, BatchWait: o.batchWait},
 		Work: work, Pool: pool, Lag: lag, RunID: runID, Log: log,
+		FeatureTimes: func(ctx context.Context, prefix string) (map[string]time.Time, error) {
+			return harness.FeatureTimes(ctx, infra.Brokers, stack.Topics.Features, prefix)
+		},
 	}
 	serverErrors := 0
 	var runErr error
@@ -322,8 +325,11 @@ ratios to the raw baselines, which are measured in the same run with the same me
 How it measures (loadtest/harness): open-loop arrivals scheduled by the clock (a slow pipeline
 receives the same arrivals as a fast one) from the Handbook simulator's transactions, spread over
 several API keys; ack latency from each intended send time to the HTTP answer; end-to-end latency
-from ingest's receipt (decisions.received_at) to the decision row (decisions.persisted_at); consumer
-lag every second (Kafka-committed groups through kadm, Postgres-offset sinks through kafka_offsets);
+from ingest's receipt (decisions.received_at) to the decision row (decisions.persisted_at), split
+at feature-window's features.v1 record (its create time) and scoring's decision (decided_at) into
+receipt→features (ingest's publish, feature-window's fetch and transform), features→decision
+(feature-window's commit, scoring's fetch and transform) and decision→row (scoring's commit, the
+sink's fetch); consumer lag every second (Kafka-committed groups through kadm, Postgres-offset sinks through kafka_offsets);
 detection quality against the simulator's fraud flag; and a checker (exactly one decision per
 acknowledged transaction, none without one, at most one alert per decision, no 5xx) whose failure
 makes the run exit non-zero. Results, plots and service logs land in loadtest/results/<timestamp>/.
