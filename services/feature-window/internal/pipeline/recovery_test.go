@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -69,6 +70,25 @@ func genLog(t *testing.T, n int, seed uint64) (memLog, map[string][]float64) {
 		log[p] = append(log[p], r)
 	}
 	return log, want
+}
+
+// emitted yields the transaction id and feature values of each features.v1 record of out.
+func emitted(t *testing.T, out []*kgo.Record) iter.Seq2[string, []float64] {
+	t.Helper()
+	return func(yield func(string, []float64) bool) {
+		for _, r := range out {
+			if r.Topic != "features.v1" {
+				continue
+			}
+			var et fraudv1.EnrichedTransaction
+			if err := kafka.Decode(r, &et); err != nil {
+				t.Fatal(err)
+			}
+			if !yield(et.GetTransaction().GetId(), et.GetFeatures().GetValues()) {
+				return
+			}
+		}
+	}
 }
 
 // crash stands for the process dying: a background checkpoint write it started has landed
@@ -137,16 +157,9 @@ func TestRecoveryEqualsOffline(t *testing.T) {
 					p = newPipe()
 					continue
 				}
-				for _, r := range out {
-					if r.Topic != "features.v1" {
-						continue
-					}
-					var et fraudv1.EnrichedTransaction
-					if err := kafka.Decode(r, &et); err != nil {
-						t.Fatal(err)
-					}
-					got[et.GetTransaction().GetId()] = et.GetFeatures().GetValues()
-					count[et.GetTransaction().GetId()]++
+				for id, v := range emitted(t, out) {
+					got[id] = v
+					count[id]++
 				}
 				for _, r := range in {
 					pos[r.Partition] = r.Offset + 1
@@ -303,15 +316,8 @@ func TestRevokedMidTransaction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range out {
-			if r.Topic != "features.v1" {
-				continue
-			}
-			var et fraudv1.EnrichedTransaction
-			if err := kafka.Decode(r, &et); err != nil {
-				t.Fatal(err)
-			}
-			if id := et.GetTransaction().GetId(); !slices.Equal(et.GetFeatures().GetValues(), want[id]) {
+		for id, v := range emitted(t, out) {
+			if !slices.Equal(v, want[id]) {
 				t.Errorf("%s: features differ from offline", id)
 			}
 		}
