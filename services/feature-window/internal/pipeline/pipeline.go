@@ -186,6 +186,11 @@ type terminalDays struct {
 	days [][2]int64 // day lo+i → {transactions, frauds}
 }
 
+// covers tells whether c (nil: nothing cached) holds every tile of d.
+func (c *terminalDays) covers(d window.Days) bool {
+	return c != nil && c.lo <= d.Lo && d.Hi < c.lo+int64(len(c.days))
+}
+
 const maxCachedTerminals = 1_000_000
 
 // Option adds an optional dependency.
@@ -474,17 +479,11 @@ func (p *Pipeline) mustAwaitCheckpoint(polls []*poll) bool {
 			return true
 		}
 		for _, it := range pl.items {
-			if t := it.ev.TerminalID; t != "" {
-				lo, hi := features.TerminalTilesRead(p.cfg, it.ev.EventTime)
-				if d, ok := ranges[t]; ok {
-					lo, hi = min(lo, d.Lo), max(hi, d.Hi)
-				}
-				ranges[t] = window.Days{Lo: lo, Hi: hi}
-			}
+			p.addTerminalRead(ranges, it.ev)
 		}
 	}
 	for t, r := range ranges {
-		if c := p.terminals[t]; c != nil && c.lo <= r.Lo && r.Hi < c.lo+int64(len(c.days)) {
+		if p.terminals[t].covers(r) {
 			continue // cached: not read
 		}
 		for _, d := range p.ckpt.deltas {
@@ -750,6 +749,19 @@ func (p *Pipeline) checkCheckpoint(part *partition, got int64) error {
 	return fmt.Errorf("%w: %s is %d in Redis, this instance holds it from %d", ErrCheckpointMoved, part.key(), got, part.flushed)
 }
 
+// addTerminalRead widens ranges[ev's terminal] to the tiles ev's terminal features read.
+func (p *Pipeline) addTerminalRead(ranges map[string]window.Days, ev features.Event) {
+	t := ev.TerminalID
+	if t == "" {
+		return
+	}
+	lo, hi := features.TerminalTilesRead(p.cfg, ev.EventTime)
+	if d, ok := ranges[t]; ok {
+		lo, hi = min(lo, d.Lo), max(hi, d.Hi)
+	}
+	ranges[t] = window.Days{Lo: lo, Hi: hi}
+}
+
 // refresh reads devices in the background; mergeRefreshed takes the result in.
 func (p *Pipeline) refresh(ctx context.Context, devices []string, now time.Time) {
 	p.refreshing = true
@@ -814,13 +826,7 @@ func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcc
 				*stale = append(*stale, d)
 			}
 		}
-		if t := it.ev.TerminalID; t != "" {
-			lo, hi := features.TerminalTilesRead(p.cfg, it.ev.EventTime)
-			if d, ok := req.Terminals[t]; ok {
-				lo, hi = min(lo, d.Lo), max(hi, d.Hi)
-			}
-			req.Terminals[t] = window.Days{Lo: lo, Hi: hi}
-		}
+		p.addTerminalRead(req.Terminals, it.ev)
 	}
 }
 
@@ -828,7 +834,7 @@ func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcc
 func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now time.Time) (*window.Snapshot, error) {
 	// Terminals whose cached days cover every event of the poll need no read.
 	for t, d := range req.Terminals {
-		if c := p.terminals[t]; c != nil && c.lo <= d.Lo && d.Hi < c.lo+int64(len(c.days)) {
+		if p.terminals[t].covers(d) {
 			delete(req.Terminals, t)
 		}
 	}
@@ -870,30 +876,22 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 		}
 		p.terminals[t] = c
 	}
-	// A checkpoint under way holds deltas Redis may or may not have yet: merged either way.
-	var writing []window.Delta
+	// This instance's device updates Redis may not have: each held partition's unflushed ones,
+	// and those of a checkpoint under way (merged whether or not it landed: newest time wins).
+	var unflushed []window.Delta
+	for _, part := range p.parts {
+		unflushed = append(unflushed, window.Delta{Devices: part.devices, DevicePrune: part.devicePrune})
+	}
 	if p.ckpt != nil {
-		writing = p.ckpt.deltas
+		unflushed = append(unflushed, p.ckpt.deltas...)
 	}
 	for dev, accts := range snap.Devices {
-		for _, part := range p.parts {
-			for a, seen := range part.devices[dev] {
-				accts[a] = max(accts[a], seen.Ms)
-			}
-		}
-		for _, d := range writing {
+		for _, d := range unflushed {
 			for a, seen := range d.Devices[dev] {
 				accts[a] = max(accts[a], seen.Ms)
 			}
 		}
-		for _, part := range p.parts {
-			for a, below := range part.devicePrune[dev] {
-				if ms, ok := accts[a]; ok && ms < below {
-					delete(accts, a)
-				}
-			}
-		}
-		for _, d := range writing {
+		for _, d := range unflushed {
 			for a, below := range d.DevicePrune[dev] {
 				if ms, ok := accts[a]; ok && ms < below {
 					delete(accts, a)
