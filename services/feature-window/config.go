@@ -41,10 +41,13 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// DeviceRefresh is how old a cached device's accounts may get before they are read again.
 	DeviceRefresh time.Duration
-	Features      features.Config
-	Kafka         kafka.Config
-	Redis         redisclient.Config
-	Log           telemetry.Config
+	// TerminalRefresh is how old a cached terminal's tiles may get before all of them are read
+	// again (until then only newer tiles are read as events move on to them).
+	TerminalRefresh time.Duration
+	Features        features.Config
+	Kafka           kafka.Config
+	Redis           redisclient.Config
+	Log             telemetry.Config
 }
 
 func loadConfig(e *config.Env) (Config, error) {
@@ -64,6 +67,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		MaxAccounts:        e.Int("VIGIL_FEATURE_WINDOW_MAX_ACCOUNTS", 200_000, 100, 100_000_000),
 		CheckpointInterval: e.DurationRange("VIGIL_FEATURE_WINDOW_CHECKPOINT_INTERVAL", time.Second, 0, time.Minute),
 		DeviceRefresh:      e.DurationRange("VIGIL_FEATURE_WINDOW_DEVICE_REFRESH", time.Second, 0, time.Minute),
+		TerminalRefresh:    e.DurationRange("VIGIL_FEATURE_WINDOW_TERMINAL_REFRESH", 10*time.Minute, 0, 24*time.Hour),
 		InstanceID:         e.String("VIGIL_FEATURE_WINDOW_INSTANCE_ID", ""),
 		SessionTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_SESSION_TIMEOUT", 45*time.Second),
 		Features: features.Config{

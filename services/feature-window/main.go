@@ -67,7 +67,8 @@ func run(ctx context.Context, args []string) error {
 	store := window.New(rdb, cfg.Redis.KeyPrefix, cfg.Features)
 	pipe := pipeline.New(store, pipeline.KafkaReader(cfg.Kafka.Brokers, cfg.CatchUpTimeout), cfg.Features,
 		cfg.Kafka.Topics.Features, time.Now, pipeline.WithLogger(log), pipeline.WithMetrics(reg),
-		pipeline.WithMaxAccounts(cfg.MaxAccounts), pipeline.WithCheckpointInterval(cfg.CheckpointInterval), pipeline.WithDeviceRefresh(cfg.DeviceRefresh))
+		pipeline.WithMaxAccounts(cfg.MaxAccounts), pipeline.WithCheckpointInterval(cfg.CheckpointInterval), pipeline.WithDeviceRefresh(cfg.DeviceRefresh),
+		pipeline.WithTerminalRefresh(cfg.TerminalRefresh))
 	applier := &labels.Applier{Windows: store}
 	if mode == "rebuild" {
 		return rebuild(ctx, cfg, pipe, applier, log)

@@ -22,7 +22,8 @@ type memStore struct {
 	terminals    map[string]map[int64]*[2]int64
 	devices      map[string]map[string]int64
 	fetches      int
-	accountReads int // accounts read by Fetch
+	accountReads int                      // accounts read by Fetch
+	tileReads    map[string][]window.Days // terminal → the tile ranges Fetch read, in order
 }
 
 func newMemStore() *memStore {
@@ -57,6 +58,10 @@ func (m *memStore) Fetch(_ context.Context, r window.Request) (*window.Snapshot,
 		s.Accounts[id] = a
 	}
 	for id, d := range r.Terminals {
+		if m.tileReads == nil {
+			m.tileReads = map[string][]window.Days{}
+		}
+		m.tileReads[id] = append(m.tileReads[id], d)
 		days := map[int64]*[2]int64{}
 		for x, v := range m.terminals[id] {
 			if x >= d.Lo && x <= d.Hi {

@@ -131,6 +131,8 @@ type Pipeline struct {
 	terminals map[string]*terminalDays
 	devices   map[string]*deviceAccounts
 	deviceTTL time.Duration
+	// terminalTTL: a cached terminal's tiles are all read again once its copy is this old.
+	terminalTTL time.Duration
 	// sharedGen counts dropShared calls: a background device read started before one is void.
 	sharedGen uint64
 	// refreshing: a background read of stale devices is under way; it reports on refreshed.
@@ -177,18 +179,43 @@ type deviceAccounts struct {
 	accts map[string]int64
 }
 
-// terminalDays caches one terminal's day tiles [lo, hi] as Redis had them when read plus this
-// instance's deltas since: terminal features read whole days at least LabelDelay+1 days old,
-// which no longer change once their labels are in, so one read per terminal per day serves
-// every poll. It is dropped whenever a partition is loaded or dropped.
+// terminalDays caches one terminal's tiles [lo, hi] as Redis had them when read plus this
+// instance's deltas since. Terminal features read whole tiles that ended at least LabelDelay
+// before the event: by then every label that counts is known (one counts only when known
+// within LabelDelay of its transaction) and no transaction can still arrive, so such a tile no
+// longer changes. When the events move on to newer tiles only those are read (plus the
+// terminalSettleTiles newest cached ones again); all of them are read again once the copy is
+// older than the terminal refresh. It is dropped whenever a partition is loaded or dropped.
 type terminalDays struct {
 	lo   int64
-	days [][2]int64 // day lo+i → {transactions, frauds}
+	days [][2]int64 // tile lo+i → {transactions, frauds}
+	read time.Time  // when [lo, hi] was last read whole
 }
 
 // covers tells whether c (nil: nothing cached) holds every tile of d.
 func (c *terminalDays) covers(d window.Days) bool {
-	return c != nil && c.lo <= d.Lo && d.Hi < c.lo+int64(len(c.days))
+	return c != nil && c.lo <= d.Lo && d.Hi <= c.hi()
+}
+
+func (c *terminalDays) hi() int64 { return c.lo + int64(len(c.days)) - 1 }
+
+// terminalSettleTiles is how many of a cached terminal's newest tiles are read again when its
+// events move past them: a label that counts can be known just before its tile becomes
+// readable and still be on its way through labels.v1 and the labels consumer when the tile is
+// first read, so those tiles get another 3 to 6 hours (of event time) to settle.
+const terminalSettleTiles = 2
+
+// toRead is the part of want (the tiles a poll's events of the terminal read) to read from
+// Redis, given c (nil: nothing cached): nothing when c covers it, the tiles past c (and its
+// terminalSettleTiles newest) when want moved on from it, else all of want.
+func (c *terminalDays) toRead(want window.Days, now time.Time, refresh time.Duration) (read window.Days, need bool) {
+	switch {
+	case c.covers(want):
+		return window.Days{}, false
+	case c == nil || want.Lo < c.lo || now.Sub(c.read) >= refresh:
+		return want, true
+	}
+	return window.Days{Lo: max(want.Lo, c.hi()-terminalSettleTiles+1), Hi: want.Hi}, true
 }
 
 const maxCachedTerminals = 1_000_000
@@ -224,6 +251,12 @@ func WithMaxAccounts(n int) Option { return func(p *Pipeline) { p.maxAccounts = 
 // copy.
 func WithDeviceRefresh(d time.Duration) Option { return func(p *Pipeline) { p.deviceTTL = d } }
 
+// WithTerminalRefresh reads all of a cached terminal's tiles again, instead of only the newer
+// ones its events move on to, once the copy is older than d (default 10 minutes): labels that
+// reached Redis later than terminalSettleTiles allow, a labels consumer that was down, say,
+// show within d. 0 reads all of them whenever a tile is missing.
+func WithTerminalRefresh(d time.Duration) Option { return func(p *Pipeline) { p.terminalTTL = d } }
+
 // WithCheckpointInterval checkpoints to Redis at most once per d (default 0: after every
 // committed transaction). Longer intervals write each busy account once per interval instead of
 // once per transaction, at the price of a longer catch-up from tx.v1 after a crash and of other
@@ -238,7 +271,7 @@ func WithParallelism(n int) Option { return func(p *Pipeline) { p.workers = max(
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
 		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalDays{}, devices: map[string]*deviceAccounts{},
-		deviceTTL: time.Second, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
+		deviceTTL: time.Second, terminalTTL: 10 * time.Minute, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -482,8 +515,10 @@ func (p *Pipeline) mustAwaitCheckpoint(polls []*poll) bool {
 			p.addTerminalRead(ranges, it.ev)
 		}
 	}
-	for t, r := range ranges {
-		if p.terminals[t].covers(r) {
+	now := p.now()
+	for t, want := range ranges {
+		r, need := p.terminals[t].toRead(want, now, p.terminalTTL)
+		if !need {
 			continue // cached: not read
 		}
 		for _, d := range p.ckpt.deltas {
@@ -832,11 +867,20 @@ func (p *Pipeline) request(req *window.Request, pl *poll, now time.Time, seenAcc
 
 // fetchRequest reads req and merges this instance's unflushed deltas into the caches.
 func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now time.Time) (*window.Snapshot, error) {
-	// Terminals whose cached days cover every event of the poll need no read.
-	for t, d := range req.Terminals {
-		if p.terminals[t].covers(d) {
+	// Terminals whose cached tiles cover every event of the poll need no read; the others read
+	// the tiles they lack.
+	type terminalRead struct {
+		want window.Days
+		old  *terminalDays // taken now: the cache may be dropped below
+	}
+	wants := make(map[string]terminalRead, len(req.Terminals))
+	for t, want := range req.Terminals {
+		read, need := p.terminals[t].toRead(want, now, p.terminalTTL)
+		if !need {
 			delete(req.Terminals, t)
+			continue
 		}
+		wants[t], req.Terminals[t] = terminalRead{want, p.terminals[t]}, read
 	}
 	if len(req.Accounts)+len(req.Devices)+len(req.Terminals)+len(req.Checkpoints) == 0 {
 		return &window.Snapshot{}, nil // all cached: no round trip
@@ -859,22 +903,9 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 	if len(p.terminals)+len(snap.Terminals) > maxCachedTerminals || len(p.devices)+len(snap.Devices) > maxCachedTerminals {
 		p.dropShared()
 	}
-	for t, days := range snap.Terminals {
-		d := req.Terminals[t]
-		c := &terminalDays{lo: d.Lo, days: make([][2]int64, d.Hi-d.Lo+1)}
-		for day, n := range days {
-			if day >= d.Lo && day <= d.Hi {
-				c.days[day-d.Lo] = *n
-			}
-		}
-		for _, part := range p.parts {
-			for day, td := range part.terminals[t] {
-				if day >= d.Lo && day <= d.Hi {
-					c.days[day-d.Lo][0] += td.Tx
-				}
-			}
-		}
-		p.terminals[t] = c
+	for t, tiles := range snap.Terminals {
+		w := wants[t]
+		p.terminals[t] = p.mergeTerminal(t, w.old, w.want, req.Terminals[t], tiles, now)
 	}
 	// This instance's device updates Redis may not have: each held partition's unflushed ones,
 	// and those of a checkpoint under way (merged whether or not it landed: newest time wins).
@@ -1068,6 +1099,31 @@ func (p *Pipeline) settle(wait bool) error {
 		p.log.Warn("window checkpoint refused or failed; those partitions will be caught up from tx.v1", "err", err)
 	}
 	return err
+}
+
+// mergeTerminal is the cache entry of a terminal whose tiles read (part of want, see toRead)
+// came from Redis: read's tiles from Redis plus this instance's unflushed deltas (the held
+// partitions'; mustAwaitCheckpoint kept a write under way from touching them), the tiles of
+// want below read from old.
+func (p *Pipeline) mergeTerminal(t string, old *terminalDays, want, read window.Days, tiles map[int64]*[2]int64, now time.Time) *terminalDays {
+	c := &terminalDays{lo: want.Lo, days: make([][2]int64, want.Hi-want.Lo+1), read: now}
+	if read.Lo > want.Lo { // old covers [want.Lo, read.Lo)
+		c.read = old.read
+		copy(c.days, old.days[want.Lo-old.lo:read.Lo-old.lo])
+	}
+	for tile, n := range tiles {
+		if tile >= read.Lo && tile <= read.Hi {
+			c.days[tile-want.Lo] = *n
+		}
+	}
+	for _, part := range p.parts {
+		for tile, td := range part.terminals[t] {
+			if tile >= read.Lo && tile <= read.Hi {
+				c.days[tile-want.Lo][0] += td.Tx
+			}
+		}
+	}
+	return c
 }
 
 // view is features.Shared for one poll: the cached terminal days and the devices read from

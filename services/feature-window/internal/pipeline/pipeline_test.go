@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/feature-window/internal/window"
 )
 
 func txRecord(t *testing.T, id, account string, at time.Time, amount int64) *kgo.Record {
@@ -300,5 +301,87 @@ func TestTransformStreamEmitsWhatTransformReturns(t *testing.T) {
 	}
 	if len(got) != len(want) || !reflect.DeepEqual(byPartition(got), byPartition(want)) {
 		t.Fatalf("streamed %d records, Transform returned %d, or they differ", len(got), len(want))
+	}
+}
+
+// TestTerminalReadsOnlyNewTiles: once a terminal's tiles are cached, an event that moved on to
+// newer tiles reads only those and the terminalSettleTiles newest cached ones again; every tile
+// is read again once the copy is older than the terminal refresh.
+func TestTerminalReadsOnlyNewTiles(t *testing.T) {
+	t.Parallel()
+	cfg := features.DefaultConfig()
+	t0 := time.Date(2026, 5, 4, 12, 30, 0, 0, time.UTC)
+	now := t0
+	st := newMemStore()
+	lo0, hi0 := features.TerminalTilesRead(cfg, t0)
+	st.terminals["T"] = map[int64]*[2]int64{}
+	for x := lo0; x <= hi0+2; x++ {
+		st.terminals["T"][x] = &[2]int64{2, 0} // two transactions in every tile
+	}
+	p := New(st, noReader, cfg, "features.v1", func() time.Time { return now }, WithTerminalRefresh(10*time.Minute))
+	count30, ratio30 := features.Index("terminal_count_30d"), features.Index("terminal_fraud_ratio_30d")
+	offset := int64(0)
+	poll := func(at time.Time) (count, ratio float64) {
+		t.Helper()
+		tx := &fraudv1.Transaction{Id: fmt.Sprint("s:", offset), AccountId: "a", AmountMinor: 1, Currency: "EUR",
+			TerminalId: "T", EventTime: timestamppb.New(at)}
+		r, err := kafka.NewRecord("tx.v1", "a", tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Offset = offset
+		offset++
+		out, err := p.Transform(context.Background(), []*kgo.Record{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var et fraudv1.EnrichedTransaction
+		if err := kafka.Decode(out[0], &et); err != nil {
+			t.Fatal(err)
+		}
+		v := et.GetFeatures().GetValues()
+		return v[count30], v[ratio30]
+	}
+	reads := func() []window.Days {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		r := st.tileReads["T"]
+		st.tileReads["T"] = nil
+		return r
+	}
+	label := func(tile int64) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.terminals["T"][tile][1]++
+	}
+	if c, r := poll(t0); c != 480 || r != 0 {
+		t.Fatalf("first event: count %v ratio %v, want 480, 0", c, r)
+	}
+	if got, want := reads(), []window.Days{{Lo: lo0, Hi: hi0}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("first event read %v, want %v", got, want)
+	}
+	if poll(t0.Add(time.Hour)); len(reads()) != 0 { // same tiles: cached
+		t.Fatal("an event reading cached tiles read Redis")
+	}
+	// Labels reach Redis: one in an old tile (late beyond the settle tiles), one in the newest
+	// cached tile, one in the tile the next event reads first.
+	label(lo0 + 100)
+	label(hi0)
+	label(hi0 + 1)
+	now = now.Add(time.Minute)
+	c, r := poll(t0.Add(3 * time.Hour)) // one tile on
+	if got, want := reads(), []window.Days{{Lo: hi0 - terminalSettleTiles + 1, Hi: hi0 + 1}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("event one tile on read %v, want %v", got, want)
+	}
+	if c != 480 || r != 2.0/480 { // the old tile's label is not seen yet
+		t.Fatalf("one tile on: count %v ratio %v, want 480, %v", c, r, 2.0/480)
+	}
+	now = now.Add(10 * time.Minute) // the copy is older than the refresh
+	c, r = poll(t0.Add(6 * time.Hour))
+	if got, want := reads(), []window.Days{{Lo: lo0 + 2, Hi: hi0 + 2}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("event after the refresh read %v, want %v", got, want)
+	}
+	if c != 480 || r != 3.0/480 {
+		t.Fatalf("after the refresh: count %v ratio %v, want 480, %v", c, r, 3.0/480)
 	}
 }
