@@ -1,0 +1,106 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-fraud/vigil/libs/kafka"
+	"github.com/vigil-fraud/vigil/models/features"
+	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
+)
+
+// realisticRecords are decisions.v1 records as the pipeline writes them: decide.Decide over
+// the current feature schema (names left to the schema hash), the shipped rules, three
+// contributing features, the account window, now and then a list hit or a degraded model.
+func realisticRecords(tb testing.TB, n int) []*kgo.Record {
+	tb.Helper()
+	b, err := os.ReadFile("../../rules.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rs, err := rules.ParseYAML("rules.yaml", b)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := decide.DefaultPolicy()
+	set, err := rules.Compile(rs, p.Params(), features.Names)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := time.Date(2026, 12, 6, 22, 59, 0, 0, time.UTC)
+	recs := make([]*kgo.Record, 0, n)
+	for i := range n {
+		amount := int64(rng.ExpFloat64()*8_000) + 50
+		values := make([]float64, len(features.Names))
+		for j := range values {
+			switch {
+			case j == 0:
+				values[j] = float64(amount) / 100
+			case j%3 == 0:
+				values[j] = float64(rng.IntN(40)) // counts
+			case j%3 == 1:
+				values[j] = float64(rng.IntN(1_000_000)) / 100 // sums
+			default:
+				values[j] = rng.Float64() * 3 // means, ratios
+			}
+		}
+		et := &fraudv1.EnrichedTransaction{
+			Transaction: &fraudv1.Transaction{
+				Id: fmt.Sprintf("psp-1:tx-%08d", i), Source: "psp-1", ClientTransactionId: fmt.Sprintf("tx-%08d", i),
+				AccountId:   fmt.Sprintf("acct-%05d", rng.IntN(20_000)),
+				Card:        &fraudv1.Card{Token: fmt.Sprintf("%064x", rng.Uint64()), TokenKeyId: "k1", Bin: "497010", Last4: "1234"},
+				AmountMinor: amount, Currency: "EUR", MerchantId: fmt.Sprintf("m-%04d", rng.IntN(2_000)),
+				TerminalId: fmt.Sprintf("t-%05d", rng.IntN(10_000)), Mcc: "5411", Country: "FR",
+				Channel: fraudv1.Channel(1 + rng.IntN(5)), DeviceId: fmt.Sprintf("dev-%06d", rng.IntN(100_000)),
+				Ip: "192.0.2.17", EventTime: timestamppb.New(at), ReceivedTime: timestamppb.New(at.Add(3 * time.Millisecond)),
+			},
+			Features: &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(), Values: values},
+		}
+		in := decide.Input{ET: et, WindowOK: true, Window: rules.Window{Reviews1h: rng.IntN(2), Reviews24h: rng.IntN(4), MaxScore24h: rng.Float64()},
+			Model:  decide.ModelResult{Version: "lr-fs-3-20261206", Score: rng.Float64(), OK: i%50 != 7},
+			Shadow: &decide.Shadow{Version: "gbt-fs-3-20261206", Score: rng.Float64()}}
+		for _, j := range []int{0, 1 + rng.IntN(10), 20 + rng.IntN(10)} {
+			in.Model.Contributions = append(in.Model.Contributions, decide.Contribution{Name: features.Names[j], Value: values[j], Logit: rng.Float64()})
+		}
+		if i%20 == 3 {
+			in.Hits = []lists.Hit{{List: lists.Block, Kind: lists.KindCard, Reason: "stolen card", ValueHash: lists.ValueHash(lists.KindCard, "tok")}}
+		}
+		d, err := decide.Decide(in, set, p, at.Add(5*time.Millisecond))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r, err := kafka.NewRecord("decisions.v1", d.GetAccountId(), d)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r.Partition, r.Offset = int32(i%6), int64(i)
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// BenchmarkColumns is the decision sink's CPU per decision before the insert: decoding the
+// record and encoding every column, over a batch of realistic decisions.
+func BenchmarkColumns(b *testing.B) {
+	const size = 500
+	recs := realisticRecords(b, size)
+	d := NewDecisions(slog.New(slog.DiscardHandler))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, n, err := d.columns(recs); err != nil || n != size {
+			b.Fatal(n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/decision")
+}
