@@ -79,6 +79,11 @@ func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
 		_, err := json.Marshal(f)
 		return dst, err
 	}
+	// Counts and flags, most of a feature vector, are whole numbers. Below 2^53 every whole
+	// number is a float64, so its shortest round-trip digits are exactly its integer digits.
+	if i := int64(f); float64(i) == f && i > -1<<53 && i < 1<<53 && (i != 0 || !math.Signbit(f)) {
+		return strconv.AppendInt(dst, i, 10), nil
+	}
 	format := byte('f')
 	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'

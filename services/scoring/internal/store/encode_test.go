@@ -48,6 +48,8 @@ func TestJSONFloatMatchesEncodingJSON(t *testing.T) {
 		vals = append(vals, math.Float64frombits(rng.Uint64()))                                 // any bit pattern
 		vals = append(vals, float64(rng.IntN(1_000_000_000))/math.Pow10(rng.IntN(30)))          // decimals
 		vals = append(vals, math.Pow10(rng.IntN(40)-30)*float64(1+rng.IntN(9))*(rng.Float64())) // around the cutoffs
+		vals = append(vals, float64(rng.Int64N(1<<54)-1<<53), float64(rng.Int64N(1<<20)-1<<19)) // whole numbers
+		vals = append(vals, float64(1<<53-rng.IntN(4)), -float64(1<<53-rng.IntN(4)), float64(1<<53+2*rng.IntN(4)))
 	}
 	for _, v := range vals {
 		want, wantErr := json.Marshal(v)
