@@ -1,102 +1,19 @@
 package store
 
 import (
-	"encoding/json"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/jsonenc"
 )
 
 // The JSON of the jsonb columns is written by hand: through encoding/json the sink spent a
 // third of the service's CPU on reflection and on sorting the same 38 feature names for every
 // row. Every function here writes exactly the bytes json.Marshal wrote for the row types it
 // replaces (reasonRow, WindowRow, HitRow, map[string]float64), so stored values do not change;
-// TestEncodersMatchEncodingJSON holds them to that.
-
-// appendJSONString appends s as json.Marshal writes a string: HTML-escaped, invalid UTF-8 as
-// U+FFFD, U+2028 and U+2029 escaped (encoding/json's appendString with escapeHTML).
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
-// appendJSONFloat appends f as json.Marshal writes a float64: the shortest representation that
-// round-trips, in exponent form only below 1e-6 or from 1e21 on, with a one-digit negative
-// exponent not zero-padded. NaN and ±Inf fail with the error json.Marshal gives.
-func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		_, err := json.Marshal(f)
-		return dst, err
-	}
-	// Counts and flags, most of a feature vector, are whole numbers. Below 2^53 every whole
-	// number is a float64, so its shortest round-trip digits are exactly its integer digits.
-	if i := int64(f); float64(i) == f && i > -1<<53 && i < 1<<53 && (i != 0 || !math.Signbit(f)) {
-		return strconv.AppendInt(dst, i, 10), nil
-	}
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	dst = strconv.AppendFloat(dst, f, format, -1, 64)
-	if format == 'e' {
-		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
-			dst[n-2] = dst[n-1]
-			dst = dst[:n-1]
-		}
-	}
-	return dst, nil
-}
+// TestColumnsMatchReference and TestFeatureLayoutMatchesMap hold them to that.
 
 // featureLayout is how json.Marshal writes the map[string]float64 that names and a vector of
 // at least len(names) values make: keys sorted bytewise, a repeated name holding the value of
@@ -122,7 +39,7 @@ func newFeatureLayout(names []string) *featureLayout {
 		if k > 0 {
 			key = append(key, ',')
 		}
-		key = append(appendJSONString(key, names[i]), ':')
+		key = append(jsonenc.AppendString(key, names[i]), ':')
 		l.keys = append(l.keys, string(key))
 	}
 	return l
@@ -134,7 +51,7 @@ func (l *featureLayout) appendJSON(dst []byte, values []float64) ([]byte, error)
 	for k, i := range l.index {
 		dst = append(dst, l.keys[k]...)
 		var err error
-		if dst, err = appendJSONFloat(dst, values[i]); err != nil {
+		if dst, err = jsonenc.AppendFloat(dst, values[i]); err != nil {
 			return dst, err
 		}
 	}
@@ -148,13 +65,13 @@ func appendReasons(dst []byte, rs []*fraudv1.Reason) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(append(dst, `{"code":`...), r.GetCode())
+		dst = jsonenc.AppendString(append(dst, `{"code":`...), r.GetCode())
 		if d := r.GetDescription(); d != "" {
-			dst = appendJSONString(append(dst, `,"description":`...), d)
+			dst = jsonenc.AppendString(append(dst, `,"description":`...), d)
 		}
 		if w := r.GetWeight(); w != 0 {
 			var err error
-			if dst, err = appendJSONFloat(append(dst, `,"weight":`...), w); err != nil {
+			if dst, err = jsonenc.AppendFloat(append(dst, `,"weight":`...), w); err != nil {
 				return dst, err
 			}
 		}
@@ -169,7 +86,7 @@ func appendWindow(dst []byte, w *fraudv1.AccountWindow) ([]byte, error) {
 	dst = strconv.AppendInt(append(dst, `,"declines_1h":`...), int64(w.GetDeclines_1H()), 10)
 	dst = strconv.AppendInt(append(dst, `,"reviews_24h":`...), int64(w.GetReviews_24H()), 10)
 	dst = strconv.AppendInt(append(dst, `,"declines_24h":`...), int64(w.GetDeclines_24H()), 10)
-	dst, err := appendJSONFloat(append(dst, `,"max_score_24h":`...), w.GetMaxScore_24H())
+	dst, err := jsonenc.AppendFloat(append(dst, `,"max_score_24h":`...), w.GetMaxScore_24H())
 	if err != nil {
 		return dst, err
 	}
@@ -183,13 +100,13 @@ func appendHits(dst []byte, hs []*fraudv1.ListHit) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(append(dst, `{"list":`...), h.GetList())
-		dst = appendJSONString(append(dst, `,"kind":`...), h.GetKind())
+		dst = jsonenc.AppendString(append(dst, `{"list":`...), h.GetList())
+		dst = jsonenc.AppendString(append(dst, `,"kind":`...), h.GetKind())
 		if r := h.GetReason(); r != "" {
-			dst = appendJSONString(append(dst, `,"reason":`...), r)
+			dst = jsonenc.AppendString(append(dst, `,"reason":`...), r)
 		}
 		if v := h.GetValueHash(); v != "" {
-			dst = appendJSONString(append(dst, `,"value_hash":`...), v)
+			dst = jsonenc.AppendString(append(dst, `,"value_hash":`...), v)
 		}
 		dst = append(dst, '}')
 	}
