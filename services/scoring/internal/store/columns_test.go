@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -116,10 +118,7 @@ func BenchmarkEncodeArgs(b *testing.B) {
 	if err != nil || n != size {
 		b.Fatal(n, err)
 	}
-	text, f8, i8 := uint32(pgtype.TextArrayOID), uint32(pgtype.Float8ArrayOID), uint32(pgtype.Int8ArrayOID)
-	sd := &pgconn.StatementDescription{ParamOIDs: []uint32{text, text, text, text, f8, text, text, text, text, f8, f8, i8,
-		text, text, pgtype.TimestamptzArrayOID, pgtype.TimestamptzArrayOID, pgtype.Int4ArrayOID, i8, text, pgtype.ByteaArrayOID,
-		pgtype.BoolArrayOID, text, f8, text, text, text}}
+	sd := insertDescription()
 	m := pgtype.NewMap()
 	var eqb pgx.ExtendedQueryBuilder
 	b.ReportAllocs()
@@ -129,4 +128,47 @@ func BenchmarkEncodeArgs(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/decision")
+}
+
+// insertDescription is what Postgres describes insertDecisions' parameters as.
+func insertDescription() *pgconn.StatementDescription {
+	text, f8, i8 := uint32(pgtype.TextArrayOID), uint32(pgtype.Float8ArrayOID), uint32(pgtype.Int8ArrayOID)
+	return &pgconn.StatementDescription{ParamOIDs: []uint32{text, text, text, text, f8, text, text, text, text, f8, f8, i8,
+		text, text, pgtype.TimestamptzArrayOID, pgtype.TimestamptzArrayOID, pgtype.Int4ArrayOID, i8, text, pgtype.ByteaArrayOID,
+		pgtype.BoolArrayOID, text, f8, text, text, text}}
+}
+
+// TestParamsEncodeAsBefore: the insert's parameters are the same bytes in the same formats
+// as when the columns went to pgx as plain slices.
+func TestParamsEncodeAsBefore(t *testing.T) {
+	t.Parallel()
+	recs := realisticRecords(t, 50)
+	for i, e := range edgeDecisions {
+		if e.err == "" {
+			recs = append(recs, edgeRecord(t, i, e))
+		}
+	}
+	c, n, err := NewDecisions(slog.New(slog.DiscardHandler)).columns(recs)
+	if err != nil || n != len(recs) {
+		t.Fatal(n, err)
+	}
+	plain := []any{c.decisionID, c.transactionID, c.accountID, c.action, c.score, c.reasons, c.modelVersion, c.ruleSet,
+		c.schema, c.reviewT, c.declineT, c.amount, c.currency, c.features, c.received, c.decided, c.partition, c.offset,
+		c.inputHash, c.input, c.degraded, c.shadowVersion, c.shadowScore, c.window, c.hits, c.causes}
+	sd, m := insertDescription(), pgtype.NewMap()
+	var want, got pgx.ExtendedQueryBuilder
+	if err := want.Build(m, sd, plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := got.Build(m, sd, c.args()); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.ParamFormats, want.ParamFormats) {
+		t.Errorf("formats %v, as plain slices %v", got.ParamFormats, want.ParamFormats)
+	}
+	for i := range want.ParamValues {
+		if !bytes.Equal(got.ParamValues[i], want.ParamValues[i]) {
+			t.Errorf("$%d: %d bytes, as a plain slice %d", i+1, len(got.ParamValues[i]), len(want.ParamValues[i]))
+		}
+	}
 }

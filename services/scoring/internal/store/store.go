@@ -55,9 +55,10 @@ type columns struct {
 }
 
 func (c *columns) args() []any {
-	return []any{c.decisionID, c.transactionID, c.accountID, c.action, c.score, c.reasons, c.modelVersion, c.ruleSet,
-		c.schema, c.reviewT, c.declineT, c.amount, c.currency, c.features, c.received, c.decided, c.partition, c.offset,
-		c.inputHash, c.input, c.degraded, c.shadowVersion, c.shadowScore, c.window, c.hits, c.causes}
+	return []any{texts(c.decisionID), texts(c.transactionID), texts(c.accountID), texts(c.action), c.score,
+		texts(c.reasons), texts(c.modelVersion), texts(c.ruleSet), texts(c.schema), c.reviewT, c.declineT, c.amount,
+		texts(c.currency), texts(c.features), c.received, c.decided, c.partition, c.offset, texts(c.inputHash), c.input,
+		c.degraded, nullableTexts(c.shadowVersion), c.shadowScore, nullableTexts(c.window), texts(c.hits), texts(c.causes)}
 }
 
 // Decisions is the sink handler.
