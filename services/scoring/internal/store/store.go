@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,6 +67,9 @@ type Decisions struct {
 	log *slog.Logger
 	// current writes the features of the current schema, whose names records leave out.
 	current *featureLayout
+	// textPerRow and inputPerRow size the next batch's buffers from the last one, so they are
+	// allocated once instead of grown by copying.
+	textPerRow, inputPerRow atomic.Int64
 }
 
 // NewDecisions returns the handler.
@@ -162,8 +166,8 @@ type rowText struct {
 // which the column values slice; the inputs likewise share one byte buffer.
 func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 	c = makeColumns(len(recs))
-	text := make([]byte, 0, 1536*len(recs))
-	inputs := make([]byte, 0, 1024*len(recs))
+	text := make([]byte, 0, int(max(d.textPerRow.Load(), 2048))*len(recs))
+	inputs := make([]byte, 0, int(max(d.inputPerRow.Load(), 1024))*len(recs))
 	rows := make([]rowText, 0, len(recs))
 	marshal := proto.MarshalOptions{Deterministic: true}
 	span := func(from int) [2]int { return [2]int{from, len(text)} }
@@ -237,6 +241,10 @@ func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 		c.shadowVersion = append(c.shadowVersion, shadowVersion)
 		c.shadowScore = append(c.shadowScore, shadowScore)
 		n++
+	}
+	if n > 0 {
+		d.textPerRow.Store(int64(len(text)/n + 64))
+		d.inputPerRow.Store(int64(len(inputs)/n + 64))
 	}
 	all := string(text)
 	at := func(s [2]int) string { return all[s[0]:s[1]] }
