@@ -85,3 +85,31 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+func FuzzAppendFloat(f *testing.F) {
+	for _, v := range edgeFloats {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v float64) {
+		want, wantErr := json.Marshal(v)
+		got, err := AppendFloat(nil, v)
+		if (err != nil) != (wantErr != nil) || err != nil && err.Error() != wantErr.Error() || err == nil && string(got) != string(want) {
+			t.Fatalf("%v: %s %v, encoding/json %s %v", v, got, err, want, wantErr)
+		}
+	})
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range edgeStrings {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendString(nil, s); string(got) != string(want) {
+			t.Fatalf("%q: %s, encoding/json %s", s, got, want)
+		}
+	})
+}
