@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/jsonenc"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/lists"
 	"github.com/vigil-fraud/vigil/services/scoring/internal/rules"
 )
@@ -170,24 +171,66 @@ func ListKeys(et *fraudv1.EnrichedTransaction) lists.Keys {
 // InputHash is the hex sha256 of the canonical inputs: the enriched transaction (deterministic
 // protobuf), the window the rules saw, the list hits and whether the model answered. Model,
 // rule set and feature schema versions are recorded beside it, not in it.
+//
+// The window and hits are hashed as the JSON encoding/json gave them (a window it could not
+// encode, with a NaN or infinite max score, as nothing), written without reflection.
 func InputHash(in Input) (string, error) {
 	etb, err := proto.MarshalOptions{Deterministic: true}.Marshal(in.ET)
 	if err != nil {
 		return "", fmt.Errorf("marshal input: %w", err)
 	}
 	h := sha256.New()
-	h.Write([]byte("vigil-decision-input-v1\x00"))
-	h.Write(strconv.AppendInt(nil, int64(len(etb)), 10))
-	h.Write([]byte{0})
+	buf := make([]byte, 0, 256)
+	buf = append(buf, "vigil-decision-input-v1\x00"...)
+	buf = strconv.AppendInt(buf, int64(len(etb)), 10)
+	buf = append(buf, 0)
+	h.Write(buf)
 	h.Write(etb)
-	w := "-"
+	buf = append(buf[:0], "\x00window="...)
 	if in.WindowOK {
-		b, _ := json.Marshal(in.Window)
-		w = string(b)
+		buf = appendWindowJSON(buf, in.Window)
+	} else {
+		buf = append(buf, '-')
 	}
-	hits, _ := json.Marshal(in.Hits)
-	fmt.Fprintf(h, "\x00window=%s\x00hits=%s\x00model_ok=%t", w, hits, in.Model.OK)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	buf = appendHitsJSON(append(buf, "\x00hits="...), in.Hits)
+	buf = strconv.AppendBool(append(buf, "\x00model_ok="...), in.Model.OK)
+	h.Write(buf)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])), nil
+}
+
+// appendWindowJSON appends what json.Marshal gave for w, or nothing where it failed.
+func appendWindowJSON(dst []byte, w rules.Window) []byte {
+	start := len(dst)
+	dst = strconv.AppendInt(append(dst, `{"reviews_1h":`...), int64(w.Reviews1h), 10)
+	dst = strconv.AppendInt(append(dst, `,"declines_1h":`...), int64(w.Declines1h), 10)
+	dst = strconv.AppendInt(append(dst, `,"reviews_24h":`...), int64(w.Reviews24h), 10)
+	dst = strconv.AppendInt(append(dst, `,"declines_24h":`...), int64(w.Declines24h), 10)
+	dst, err := jsonenc.AppendFloat(append(dst, `,"max_score_24h":`...), w.MaxScore24h)
+	if err != nil {
+		return dst[:start]
+	}
+	return append(dst, '}')
+}
+
+// appendHitsJSON appends what json.Marshal gave for hits: null for none, ValueHash left out.
+func appendHitsJSON(dst []byte, hits []lists.Hit) []byte {
+	if hits == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i, h := range hits {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonenc.AppendString(append(dst, `{"list":`...), string(h.List))
+		dst = jsonenc.AppendString(append(dst, `,"kind":`...), string(h.Kind))
+		if h.Reason != "" {
+			dst = jsonenc.AppendString(append(dst, `,"reason":`...), h.Reason)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
 }
 
 // Decide returns the decision for in under rule set rs and policy p.

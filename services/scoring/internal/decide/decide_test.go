@@ -404,3 +404,47 @@ func TestRuleEnvFeatureNames(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDecideCurrentSchema is BenchmarkDecide as the pipeline runs it: the current
+// feature schema (names left to the schema hash), a full transaction, rules compiled for
+// features.Names, three contributions and a shadow score.
+func BenchmarkDecideCurrentSchema(b *testing.B) {
+	rb, err := os.ReadFile("../../rules.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rs, err := rules.ParseYAML("rules.yaml", rb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := DefaultPolicy()
+	set, err := rules.Compile(rs, p.Params(), features.Names)
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2026, 12, 6, 22, 59, 0, 0, time.UTC)
+	values := make([]float64, len(features.Names))
+	for i := range values {
+		values[i] = float64(i*7919%1000) / 37
+	}
+	et := &fraudv1.EnrichedTransaction{
+		Transaction: &fraudv1.Transaction{
+			Id: "psp-1:tx-00001234", Source: "psp-1", ClientTransactionId: "tx-00001234", AccountId: "acct-01234",
+			Card:        &fraudv1.Card{Token: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", TokenKeyId: "k1", Bin: "497010", Last4: "1234"},
+			AmountMinor: 12_345, Currency: "EUR", MerchantId: "m-0042", TerminalId: "t-00042", Mcc: "5411", Country: "FR",
+			Channel: fraudv1.Channel_CHANNEL_ECOMMERCE, DeviceId: "dev-000042", Ip: "192.0.2.17",
+			EventTime: timestamppb.New(at), ReceivedTime: timestamppb.New(at.Add(3 * time.Millisecond)),
+		},
+		Features: &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(), Values: values},
+	}
+	in := Input{ET: et, WindowOK: true, Window: rules.Window{Reviews1h: 1, Reviews24h: 2, MaxScore24h: 0.8123},
+		Model: ModelResult{Version: "lr-fs-3-20261206", Score: 0.42, OK: true, Contributions: []Contribution{
+			{Name: "amount", Value: 123.45, Logit: 0.7}, {Name: "account_count_1h", Value: 3, Logit: 0.2}, {Name: "is_night", Value: 1, Logit: 0.1}}},
+		Shadow: &Shadow{Version: "gbt-fs-3-20261206", Score: 0.37}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decide(in, set, p, at); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

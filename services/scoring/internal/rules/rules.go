@@ -268,9 +268,11 @@ type Fired struct {
 // caller decides whether that is fatal.
 func (s *Set) Evaluate(env Env) ([]Fired, error) {
 	env.Params = s.params
+	// Boxed once: passing the struct itself would copy it into a new interface for every rule.
+	boxed := any(env)
 	var fired []Fired
 	for _, r := range s.rules {
-		out, err := expr.Run(r.program, env)
+		out, err := expr.Run(r.program, boxed)
 		if err != nil {
 			return nil, fmt.Errorf("rule %q v%d: %w", r.ID, r.Version, err)
 		}

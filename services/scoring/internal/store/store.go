@@ -4,10 +4,10 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,35 +56,37 @@ type columns struct {
 }
 
 func (c *columns) args() []any {
-	return []any{c.decisionID, c.transactionID, c.accountID, c.action, c.score, c.reasons, c.modelVersion, c.ruleSet,
-		c.schema, c.reviewT, c.declineT, c.amount, c.currency, c.features, c.received, c.decided, c.partition, c.offset,
-		c.inputHash, c.input, c.degraded, c.shadowVersion, c.shadowScore, c.window, c.hits, c.causes}
-}
-
-// textArray is the Postgres literal of a text[].
-func textArray(vals []string) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, v := range vals {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('"')
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v))
-		b.WriteByte('"')
-	}
-	b.WriteByte('}')
-	return b.String()
+	return []any{texts(c.decisionID), texts(c.transactionID), texts(c.accountID), texts(c.action), c.score,
+		texts(c.reasons), texts(c.modelVersion), texts(c.ruleSet), texts(c.schema), c.reviewT, c.declineT, c.amount,
+		texts(c.currency), texts(c.features), c.received, c.decided, c.partition, c.offset, texts(c.inputHash), c.input,
+		c.degraded, nullableTexts(c.shadowVersion), c.shadowScore, nullableTexts(c.window), texts(c.hits), texts(c.causes)}
 }
 
 // Decisions is the sink handler.
-type Decisions struct{ log *slog.Logger }
+type Decisions struct {
+	log *slog.Logger
+	// current writes the features of the current schema, whose names records leave out.
+	current *featureLayout
+	// textPerRow and inputPerRow size the next batch's buffers from the last one, so they are
+	// allocated once instead of grown by copying.
+	textPerRow, inputPerRow atomic.Int64
+}
 
 // NewDecisions returns the handler.
-func NewDecisions(log *slog.Logger) *Decisions { return &Decisions{log: log} }
+func NewDecisions(log *slog.Logger) *Decisions {
+	return &Decisions{log: log, current: newFeatureLayout(features.Names)}
+}
 
 // ActionName is the lower-case action stored in Postgres.
 func ActionName(a fraudv1.Action) string {
+	switch a { // the names below, without building them for every row
+	case fraudv1.Action_ACTION_APPROVE:
+		return "approve"
+	case fraudv1.Action_ACTION_REVIEW:
+		return "review"
+	case fraudv1.Action_ACTION_DECLINE:
+		return "decline"
+	}
 	return strings.ToLower(strings.TrimPrefix(a.String(), "ACTION_"))
 }
 
@@ -139,33 +141,6 @@ func CauseFromName(s string) fraudv1.DegradedCause {
 	return fraudv1.DegradedCause_DEGRADED_CAUSE_UNSPECIFIED
 }
 
-// metadataColumns are the decision's metadata fields as column values: account_window (nil
-// when the windows were unavailable), list_hits, degraded_causes, shadow version and score
-// (nil without a shadow).
-func metadataColumns(dec *fraudv1.Decision) (window, hits []byte, causes []string, shadowVersion *string, shadowScore *float64, err error) {
-	if w := dec.GetAccountWindow(); w != nil {
-		if window, err = json.Marshal(WindowRow{w.GetReviews_1H(), w.GetDeclines_1H(), w.GetReviews_24H(), w.GetDeclines_24H(), w.GetMaxScore_24H()}); err != nil {
-			return nil, nil, nil, nil, nil, fmt.Errorf("encode account window of %s: %w", dec.GetDecisionId(), err)
-		}
-	}
-	hr := make([]HitRow, 0, len(dec.GetListHits()))
-	for _, h := range dec.GetListHits() {
-		hr = append(hr, HitRow{List: h.GetList(), Kind: h.GetKind(), Reason: h.GetReason(), ValueHash: h.GetValueHash()})
-	}
-	if hits, err = json.Marshal(hr); err != nil {
-		return nil, nil, nil, nil, nil, fmt.Errorf("encode list hits of %s: %w", dec.GetDecisionId(), err)
-	}
-	causes = make([]string, 0, len(dec.GetDegradedCauses()))
-	for _, c := range dec.GetDegradedCauses() {
-		causes = append(causes, causeName(c))
-	}
-	if v := dec.GetShadowModelVersion(); v != "" {
-		sc := dec.GetShadowScore()
-		shadowVersion, shadowScore = &v, &sc
-	}
-	return window, hits, causes, shadowVersion, shadowScore, nil
-}
-
 // Apply inserts the batch in one round trip. A decision already stored (same decision id or
 // transaction id) is left as it is: the first one wins, so replays never duplicate.
 func (d *Decisions) Apply(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
@@ -179,8 +154,23 @@ func (d *Decisions) Apply(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) er
 	return nil
 }
 
+// rowText locates one row's text columns in the batch's text buffer.
+type rowText struct {
+	reasons, features, window, hits, causes [2]int
+	hasWindow                               bool
+}
+
 // columns decodes recs into column arrays, skipping (and logging) undecodable records.
+//
+// The text columns of the whole batch are written into one buffer that becomes one string,
+// which the column values slice; the inputs likewise share one byte buffer.
 func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
+	c = makeColumns(len(recs))
+	text := make([]byte, 0, int(max(d.textPerRow.Load(), 2048))*len(recs))
+	inputs := make([]byte, 0, int(max(d.inputPerRow.Load(), 1024))*len(recs))
+	rows := make([]rowText, 0, len(recs))
+	marshal := proto.MarshalOptions{Deterministic: true}
+	span := func(from int) [2]int { return [2]int{from, len(text)} }
 	for _, r := range recs {
 		dec := &fraudv1.Decision{}
 		if err := kafka.Decode(r, dec); err != nil {
@@ -188,44 +178,52 @@ func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 			d.log.Error("skipping undecodable decision", "partition", r.Partition, "offset", r.Offset, "err", err)
 			continue
 		}
-		reasons := make([]reasonRow, 0, len(dec.GetReasons()))
-		for _, rs := range dec.GetReasons() {
-			reasons = append(reasons, reasonRow{Code: rs.GetCode(), Description: rs.GetDescription(), Weight: rs.GetWeight()})
-		}
-		rj, err := json.Marshal(reasons)
-		if err != nil {
+		var row rowText
+		var err error
+		from := len(text)
+		if text, err = appendReasons(text, dec.GetReasons()); err != nil {
 			return c, 0, fmt.Errorf("encode reasons of %s: %w", dec.GetDecisionId(), err)
 		}
-		feats := map[string]float64{}
-		fv := dec.GetInput().GetFeatures()
-		for i, n := range features.NamesOf(fv.GetSchemaVersion(), fv.GetSchemaHash(), fv.GetNames()) {
-			if i < len(fv.GetValues()) {
-				feats[n] = fv.GetValues()[i]
-			}
-		}
-		fj, err := json.Marshal(feats)
-		if err != nil {
+		row.reasons = span(from)
+		from = len(text)
+		if text, err = d.appendFeatures(text, dec.GetInput().GetFeatures()); err != nil {
 			return c, 0, fmt.Errorf("encode features of %s: %w", dec.GetDecisionId(), err)
 		}
-		input, err := proto.MarshalOptions{Deterministic: true}.Marshal(dec.GetInput())
-		if err != nil {
-			return c, 0, fmt.Errorf("encode input of %s: %w", dec.GetDecisionId(), err)
+		row.features = span(from)
+		var input []byte // NULL without an input, as proto.Marshal gave
+		if dec.GetInput() != nil {
+			from = len(inputs)
+			if inputs, err = marshal.MarshalAppend(inputs, dec.GetInput()); err != nil {
+				return c, 0, fmt.Errorf("encode input of %s: %w", dec.GetDecisionId(), err)
+			}
+			input = inputs[from:len(inputs):len(inputs)]
 		}
-		window, hits, causes, shadowVersion, shadowScore, err := metadataColumns(dec)
-		if err != nil {
-			return c, 0, err
+		if w := dec.GetAccountWindow(); w != nil {
+			from = len(text)
+			if text, err = appendWindow(text, w); err != nil {
+				return c, 0, fmt.Errorf("encode account window of %s: %w", dec.GetDecisionId(), err)
+			}
+			row.window, row.hasWindow = span(from), true
 		}
-		var w *string
-		if window != nil {
-			s := string(window)
-			w = &s
+		from = len(text)
+		text = appendHits(text, dec.GetListHits())
+		row.hits = span(from)
+		from = len(text)
+		text = appendCauses(text, dec.GetDegradedCauses())
+		row.causes = span(from)
+		rows = append(rows, row)
+
+		var shadowVersion *string
+		var shadowScore *float64
+		if v := dec.GetShadowModelVersion(); v != "" {
+			sc := dec.GetShadowScore()
+			shadowVersion, shadowScore = &v, &sc
 		}
 		c.decisionID = append(c.decisionID, dec.GetDecisionId())
 		c.transactionID = append(c.transactionID, dec.GetTransactionId())
 		c.accountID = append(c.accountID, dec.GetAccountId())
 		c.action = append(c.action, ActionName(dec.GetAction()))
 		c.score = append(c.score, dec.GetScore())
-		c.reasons = append(c.reasons, string(rj))
 		c.modelVersion = append(c.modelVersion, dec.GetModelVersion())
 		c.ruleSet = append(c.ruleSet, dec.GetRuleSetVersion())
 		c.schema = append(c.schema, dec.GetFeatureSchemaVersion())
@@ -233,7 +231,6 @@ func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 		c.declineT = append(c.declineT, dec.GetDeclineThreshold())
 		c.amount = append(c.amount, dec.GetAmountMinor())
 		c.currency = append(c.currency, dec.GetCurrency())
-		c.features = append(c.features, string(fj))
 		c.received = append(c.received, dec.GetReceivedTime().AsTime())
 		c.decided = append(c.decided, dec.GetDecidedTime().AsTime())
 		c.partition = append(c.partition, r.Partition)
@@ -243,10 +240,52 @@ func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 		c.degraded = append(c.degraded, dec.GetDegraded())
 		c.shadowVersion = append(c.shadowVersion, shadowVersion)
 		c.shadowScore = append(c.shadowScore, shadowScore)
-		c.window = append(c.window, w)
-		c.hits = append(c.hits, string(hits))
-		c.causes = append(c.causes, textArray(causes))
 		n++
 	}
+	if n > 0 {
+		d.textPerRow.Store(int64(len(text)/n + 64))
+		d.inputPerRow.Store(int64(len(inputs)/n + 64))
+	}
+	all := string(text)
+	at := func(s [2]int) string { return all[s[0]:s[1]] }
+	for _, row := range rows {
+		c.reasons = append(c.reasons, at(row.reasons))
+		c.features = append(c.features, at(row.features))
+		var w *string
+		if row.hasWindow {
+			s := at(row.window)
+			w = &s
+		}
+		c.window = append(c.window, w)
+		c.hits = append(c.hits, at(row.hits))
+		c.causes = append(c.causes, at(row.causes))
+	}
 	return c, n, nil
+}
+
+// appendFeatures writes the features jsonb object of fv: each value under its name, as
+// json.Marshal wrote the map[string]float64 of them.
+func (d *Decisions) appendFeatures(dst []byte, fv *fraudv1.FeatureVector) ([]byte, error) {
+	names := features.NamesOf(fv.GetSchemaVersion(), fv.GetSchemaHash(), fv.GetNames())
+	values := fv.GetValues()
+	layout := d.current
+	// NamesOf returns features.Names exactly when no names are carried and it returns any.
+	if len(fv.GetNames()) > 0 || names == nil || len(values) < layout.names {
+		layout = newFeatureLayout(names[:min(len(names), len(values))])
+	}
+	return layout.appendJSON(dst, values)
+}
+
+func makeColumns(n int) columns {
+	return columns{
+		decisionID: make([]string, 0, n), transactionID: make([]string, 0, n), accountID: make([]string, 0, n),
+		action: make([]string, 0, n), score: make([]float64, 0, n), reasons: make([]string, 0, n),
+		modelVersion: make([]string, 0, n), ruleSet: make([]string, 0, n), schema: make([]string, 0, n),
+		reviewT: make([]float64, 0, n), declineT: make([]float64, 0, n), amount: make([]int64, 0, n),
+		currency: make([]string, 0, n), features: make([]string, 0, n), received: make([]time.Time, 0, n),
+		decided: make([]time.Time, 0, n), partition: make([]int32, 0, n), offset: make([]int64, 0, n),
+		inputHash: make([]string, 0, n), input: make([][]byte, 0, n), degraded: make([]bool, 0, n),
+		shadowVersion: make([]*string, 0, n), shadowScore: make([]*float64, 0, n), window: make([]*string, 0, n),
+		hits: make([]string, 0, n), causes: make([]string, 0, n),
+	}
 }
