@@ -85,7 +85,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.docs, "docs", "", "also write the summary to this markdown file (docs/benchmarks.md)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run's topics and database")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "stop the whole run after this long")
-	fs.Var(&o.serviceEnv, "service-env", "KEY=VALUE added to every started service (repeatable), e.g. VIGIL_SCORING_MODEL_PATH=...")
+	fs.Var(&o.serviceEnv, "service-env", "KEY=VALUE added to every started service (repeatable): VIGIL_* (e.g. VIGIL_SCORING_MODEL_PATH=...), GOMAXPROCS, GOGC or GOMEMLIMIT")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -109,12 +109,15 @@ func parse(args []string) (options, error) {
 		errs = append(errs, errors.New("--slo, --drain, --duration, --find-step: must be positive"))
 	}
 	for _, kv := range o.serviceEnv {
-		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "VIGIL_") {
-			errs = append(errs, fmt.Errorf("--service-env: %q is not VIGIL_NAME=VALUE", kv))
+		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "VIGIL_") && !goRuntimeEnv[k] {
+			errs = append(errs, fmt.Errorf("--service-env: %q is not VIGIL_NAME=VALUE (or GOMAXPROCS, GOGC, GOMEMLIMIT=VALUE)", kv))
 		}
 	}
 	return o, errors.Join(errs...)
 }
+
+// goRuntimeEnv are the Go runtime's settings --service-env may tune besides VIGIL_*.
+var goRuntimeEnv = map[string]bool{"GOMAXPROCS": true, "GOGC": true, "GOMEMLIMIT": true}
 
 // plans lists the phases: one plan, or the find-max ladder.
 func (o options) plans() ([]harness.Plan, error) {

@@ -23,6 +23,9 @@ func TestParseNamesTheBadFlag(t *testing.T) {
 			t.Errorf("%v: error %v, want it to name %s", tc.args, err, tc.want)
 		}
 	}
+	if _, err := parse([]string{"--service-env", "GOMAXPROCS=1", "--service-env", "VIGIL_X=1"}); err != nil {
+		t.Errorf("Go runtime and VIGIL_ service settings refused: %v", err)
+	}
 	o, err := parse([]string{"--rate", "100@2s,200@3s"})
 	if err != nil {
 		t.Fatal(err)
