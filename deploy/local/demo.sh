@@ -115,6 +115,10 @@ main() {
   export VIGIL_INGEST_ADDR="$INGEST_ADDR" VIGIL_FEATURE_WINDOW_ADDR="$FEATURE_WINDOW_ADDR"
   export VIGIL_SCORING_ADDR="$SCORING_ADDR" VIGIL_ALERTING_ADDR="$ALERTING_ADDR"
   export VIGIL_INGEST_API_KEYS="demo:$VIGIL_DEMO_API_KEY"
+  # The four services share this machine with the broker, Redis and Postgres: a quarter of the
+  # cpus each, at least 1 (docs/tuning.md: Go's default of every cpu each tripled the p99).
+  local cpus; cpus="$(nproc)"
+  export GOMAXPROCS="${GOMAXPROCS:-$(( cpus / 4 > 1 ? cpus / 4 : 1 ))}"
   # The analyst overview reads lag and latency from the services' own metrics.
   export VIGIL_ALERTING_METRICS_SOURCES="ingest=http://$INGEST_ADDR/metrics,feature-window=http://$FEATURE_WINDOW_ADDR/metrics,scoring=http://$SCORING_ADDR/metrics,alerting=http://$ALERTING_ADDR/metrics"
   local s

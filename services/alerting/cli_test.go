@@ -91,7 +91,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.LabelTxnID != "vigil-alerting-labels" || cfg.InsecureCookies || cfg.WebhookAllowLocal || cfg.BcryptCost != 12 {
+	if cfg.LabelTxnID != "vigil-alerting-labels" || cfg.InsecureCookies || cfg.WebhookAllowLocal || cfg.BcryptCost != 12 || cfg.Fetch != AlertingFetch {
 		t.Fatalf("defaults %+v", cfg)
 	}
 	_, err = loadConfig(config.FromMap(map[string]string{"VIGIL_ALERTING_API_TOKEN": "short", "VIGIL_POSTGRES_URL": "postgres://x@127.0.0.1/db",

@@ -89,10 +89,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 
 	st := store.New(pool, log)
 	alertSink, err := sink.New(sink.Config{
-		Brokers: cfg.Kafka.Brokers,
-		Name:    cfg.SinkName,
-		Topics:  []string{cfg.Kafka.Topics.Decisions},
-		Metrics: reg,
+		Brokers:   cfg.Kafka.Brokers,
+		Name:      cfg.SinkName,
+		Topics:    []string{cfg.Kafka.Topics.Decisions},
+		Metrics:   reg,
+		ExtraOpts: cfg.Fetch.Opts(),
 	}, pool, st.Apply, log)
 	if err != nil {
 		return err
