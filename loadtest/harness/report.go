@@ -162,7 +162,9 @@ func (r *Results) Markdown() string {
 	m := r.Machine
 	fmt.Fprintf(&sb, "Run %s (%s), %d CPUs (%s), %.1f GB RAM, %s; load average %s before, %s after.\n\n",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Mode, m.CPUs, m.CPUModel, m.MemoryGB, m.Go, m.LoadAvg, m.LoadEnd)
-	fmt.Fprintf(&sb, "Broker, Redis, Postgres, the four services and the load generator all share this machine.\n")
+	fmt.Fprintf(&sb, "Broker, Redis, Postgres, the four services and the load generator all share this machine; "+
+		"each service runs with GOMAXPROCS=%d (a quarter of the CPUs, at least 1: docs/tuning.md) unless the settings below say otherwise.\n",
+		ServiceGOMAXPROCS(m.CPUs))
 	if env, ok := r.Settings["service_env"].([]string); ok && len(env) > 0 {
 		fmt.Fprintf(&sb, "Extra service settings: `%s`.\n", strings.Join(env, "`, `"))
 	} else {
