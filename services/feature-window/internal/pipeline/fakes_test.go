@@ -22,8 +22,8 @@ type memStore struct {
 	terminals    map[string]map[int64]*[2]int64
 	devices      map[string]map[string]int64
 	fetches      int
-	accountReads int                      // accounts read by Fetch
-	tileReads    map[string][]window.Days // terminal → the tile ranges Fetch read, in order
+	accountReads int                       // accounts read by Fetch
+	tileReads    map[string][]window.Tiles // terminal → the tile ranges Fetch read, in order
 }
 
 func newMemStore() *memStore {
@@ -59,7 +59,7 @@ func (m *memStore) Fetch(_ context.Context, r window.Request) (*window.Snapshot,
 	}
 	for id, d := range r.Terminals {
 		if m.tileReads == nil {
-			m.tileReads = map[string][]window.Days{}
+			m.tileReads = map[string][]window.Tiles{}
 		}
 		m.tileReads[id] = append(m.tileReads[id], d)
 		days := map[int64]*[2]int64{}

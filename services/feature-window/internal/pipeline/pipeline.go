@@ -9,7 +9,7 @@
 // emitting anything. That is what makes the windows exactly-once and the features emitted
 // after a crash, a rebalance or a zombie equal to an uninterrupted run's.
 //
-// Per poll: at most one Redis round trip to read (accounts not in memory, terminal day tiles,
+// Per poll: at most one Redis round trip to read (accounts not in memory, terminal tiles,
 // devices) and one to checkpoint.
 package pipeline
 
@@ -128,7 +128,7 @@ type Pipeline struct {
 	// shared guards terminals and devices while a poll's partitions are transformed in
 	// parallel; outside Transform's parallel part only the loop's goroutine touches them.
 	shared    sync.Mutex
-	terminals map[string]*terminalDays
+	terminals map[string]*terminalTiles
 	devices   map[string]*deviceAccounts
 	deviceTTL time.Duration
 	// terminalTTL: a cached terminal's tiles are all read again once its copy is this old.
@@ -179,25 +179,25 @@ type deviceAccounts struct {
 	accts map[string]int64
 }
 
-// terminalDays caches one terminal's tiles [lo, hi] as Redis had them when read plus this
+// terminalTiles caches one terminal's tiles [lo, hi] as Redis had them when read plus this
 // instance's deltas since. Terminal features read whole tiles that ended at least LabelDelay
 // before the event: by then every label that counts is known (one counts only when known
 // within LabelDelay of its transaction) and no transaction can still arrive, so such a tile no
 // longer changes. When the events move on to newer tiles only those are read (plus the
 // terminalSettleTiles newest cached ones again); all of them are read again once the copy is
 // older than the terminal refresh. It is dropped whenever a partition is loaded or dropped.
-type terminalDays struct {
-	lo   int64
-	days [][2]int64 // tile lo+i → {transactions, frauds}
-	read time.Time  // when [lo, hi] was last read whole
+type terminalTiles struct {
+	lo    int64
+	tiles [][2]int64 // tile lo+i → {transactions, frauds}
+	read  time.Time  // when [lo, hi] was last read whole
 }
 
 // covers tells whether c (nil: nothing cached) holds every tile of d.
-func (c *terminalDays) covers(d window.Days) bool {
+func (c *terminalTiles) covers(d window.Tiles) bool {
 	return c != nil && c.lo <= d.Lo && d.Hi <= c.hi()
 }
 
-func (c *terminalDays) hi() int64 { return c.lo + int64(len(c.days)) - 1 }
+func (c *terminalTiles) hi() int64 { return c.lo + int64(len(c.tiles)) - 1 }
 
 // terminalSettleTiles is how many of a cached terminal's newest tiles are read again when its
 // events move past them: a label that counts can be known just before its tile becomes
@@ -208,14 +208,14 @@ const terminalSettleTiles = 2
 // toRead is the part of want (the tiles a poll's events of the terminal read) to read from
 // Redis, given c (nil: nothing cached): nothing when c covers it, the tiles past c (and its
 // terminalSettleTiles newest) when want moved on from it, else all of want.
-func (c *terminalDays) toRead(want window.Days, now time.Time, refresh time.Duration) (read window.Days, need bool) {
+func (c *terminalTiles) toRead(want window.Tiles, now time.Time, refresh time.Duration) (read window.Tiles, need bool) {
 	switch {
 	case c.covers(want):
-		return window.Days{}, false
+		return window.Tiles{}, false
 	case c == nil || want.Lo < c.lo || now.Sub(c.read) >= refresh:
 		return want, true
 	}
-	return window.Days{Lo: max(want.Lo, c.hi()-terminalSettleTiles+1), Hi: want.Hi}, true
+	return window.Tiles{Lo: max(want.Lo, c.hi()-terminalSettleTiles+1), Hi: want.Hi}, true
 }
 
 const maxCachedTerminals = 1_000_000
@@ -270,7 +270,7 @@ func WithParallelism(n int) Option { return func(p *Pipeline) { p.workers = max(
 // New returns a pipeline writing to outTopic; read catches partitions up from tx.v1.
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
-		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalDays{}, devices: map[string]*deviceAccounts{},
+		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalTiles{}, devices: map[string]*deviceAccounts{},
 		deviceTTL: time.Second, terminalTTL: 10 * time.Minute, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
 	for _, opt := range opts {
 		opt(p)
@@ -325,10 +325,10 @@ func (p *Pipeline) dropAll() {
 	p.dropShared()
 }
 
-// dropShared forgets the cached terminal days and device accounts: they hold deltas of
+// dropShared forgets the cached terminal tiles and device accounts: they hold deltas of
 // partitions that are being dropped or caught up.
 func (p *Pipeline) dropShared() {
-	p.terminals = map[string]*terminalDays{}
+	p.terminals = map[string]*terminalTiles{}
 	p.devices = map[string]*deviceAccounts{}
 	p.sharedGen++
 }
@@ -506,7 +506,7 @@ func (p *Pipeline) process(ctx context.Context, in []*kgo.Record, emit kafka.Emi
 // for backfills and late events. Devices need no wait: their merge keeps the newest time per
 // account, the same either way.
 func (p *Pipeline) mustAwaitCheckpoint(polls []*poll) bool {
-	ranges := map[string]window.Days{}
+	ranges := map[string]window.Tiles{}
 	for _, pl := range polls {
 		if part := p.parts[pl.key]; part == nil || pl.recs[0].Offset < part.next {
 			return true
@@ -736,7 +736,7 @@ func (p *Pipeline) catchUp(ctx context.Context, part *partition, to int64) error
 }
 
 // fetch reads, in one round trip, the accounts of the poll not held in memory, the devices not
-// cached and the terminal days not cached, and merges in this instance's unflushed deltas.
+// cached and the terminal tiles not cached, and merges in this instance's unflushed deltas.
 //
 // A device seen before whose cached accounts got older than deviceTTL is not read in that round
 // trip: the poll uses the cached accounts (which hold every update of this instance) and a
@@ -745,7 +745,7 @@ func (p *Pipeline) fetch(ctx context.Context, polls []*poll) (*window.Snapshot, 
 	p.mergeRefreshed()
 	now := p.now()
 	var req window.Request
-	req.Terminals = map[string]window.Days{}
+	req.Terminals = map[string]window.Tiles{}
 	seenAcct := map[string]bool{}
 	seenDev := map[string]bool{}
 	var stale []string
@@ -785,7 +785,7 @@ func (p *Pipeline) checkCheckpoint(part *partition, got int64) error {
 }
 
 // addTerminalRead widens ranges[ev's terminal] to the tiles ev's terminal features read.
-func (p *Pipeline) addTerminalRead(ranges map[string]window.Days, ev features.Event) {
+func (p *Pipeline) addTerminalRead(ranges map[string]window.Tiles, ev features.Event) {
 	t := ev.TerminalID
 	if t == "" {
 		return
@@ -794,7 +794,7 @@ func (p *Pipeline) addTerminalRead(ranges map[string]window.Days, ev features.Ev
 	if d, ok := ranges[t]; ok {
 		lo, hi = min(lo, d.Lo), max(hi, d.Hi)
 	}
-	ranges[t] = window.Days{Lo: lo, Hi: hi}
+	ranges[t] = window.Tiles{Lo: lo, Hi: hi}
 }
 
 // refresh reads devices in the background; mergeRefreshed takes the result in.
@@ -870,8 +870,8 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 	// Terminals whose cached tiles cover every event of the poll need no read; the others read
 	// the tiles they lack.
 	type terminalRead struct {
-		want window.Days
-		old  *terminalDays // taken now: the cache may be dropped below
+		want window.Tiles
+		old  *terminalTiles // taken now: the cache may be dropped below
 	}
 	wants := make(map[string]terminalRead, len(req.Terminals))
 	for t, want := range req.Terminals {
@@ -1105,28 +1105,28 @@ func (p *Pipeline) settle(wait bool) error {
 // came from Redis: read's tiles from Redis plus this instance's unflushed deltas (the held
 // partitions'; mustAwaitCheckpoint kept a write under way from touching them), the tiles of
 // want below read from old.
-func (p *Pipeline) mergeTerminal(t string, old *terminalDays, want, read window.Days, tiles map[int64]*[2]int64, now time.Time) *terminalDays {
-	c := &terminalDays{lo: want.Lo, days: make([][2]int64, want.Hi-want.Lo+1), read: now}
+func (p *Pipeline) mergeTerminal(t string, old *terminalTiles, want, read window.Tiles, tiles map[int64]*[2]int64, now time.Time) *terminalTiles {
+	c := &terminalTiles{lo: want.Lo, tiles: make([][2]int64, want.Hi-want.Lo+1), read: now}
 	if read.Lo > want.Lo { // old covers [want.Lo, read.Lo)
 		c.read = old.read
-		copy(c.days, old.days[want.Lo-old.lo:read.Lo-old.lo])
+		copy(c.tiles, old.tiles[want.Lo-old.lo:read.Lo-old.lo])
 	}
 	for tile, n := range tiles {
 		if tile >= read.Lo && tile <= read.Hi {
-			c.days[tile-want.Lo] = *n
+			c.tiles[tile-want.Lo] = *n
 		}
 	}
 	for _, part := range p.parts {
 		for tile, td := range part.terminals[t] {
 			if tile >= read.Lo && tile <= read.Hi {
-				c.days[tile-want.Lo][0] += td.Tx
+				c.tiles[tile-want.Lo][0] += td.Tx
 			}
 		}
 	}
 	return c
 }
 
-// view is features.Shared for one poll: the cached terminal days and the devices read from
+// view is features.Shared for one poll: the cached terminal tiles and the devices read from
 // Redis, both with this instance's unflushed deltas, recording each partition's deltas for its
 // checkpoint. With record set (catching up) it only records. Each partition transformed in
 // parallel has its own view; the instance-wide caches are read and written under p.shared.
@@ -1143,8 +1143,8 @@ func (v *view) TerminalTiles(terminal string, lo, hi int64) (tx, fraud int64) {
 	if c == nil {
 		return 0, 0
 	}
-	for i := max(lo-c.lo, 0); i <= hi-c.lo && i < int64(len(c.days)); i++ {
-		tx, fraud = tx+c.days[i][0], fraud+c.days[i][1]
+	for i := max(lo-c.lo, 0); i <= hi-c.lo && i < int64(len(c.tiles)); i++ {
+		tx, fraud = tx+c.tiles[i][0], fraud+c.tiles[i][1]
 	}
 	return tx, fraud
 }
@@ -1168,25 +1168,25 @@ func (v *view) DeviceAccounts(device, account string, after int64) int64 {
 	return n
 }
 
-func (v *view) AddTerminalTx(terminal string, day, pruneBelow int64) {
-	days := v.part.terminals[terminal]
-	if days == nil {
-		days = map[int64]window.TerminalDelta{}
-		v.part.terminals[terminal] = days
+func (v *view) AddTerminalTx(terminal string, tile, pruneBelow int64) {
+	tiles := v.part.terminals[terminal]
+	if tiles == nil {
+		tiles = map[int64]window.TerminalDelta{}
+		v.part.terminals[terminal] = tiles
 	}
-	d := days[day]
+	d := tiles[tile]
 	d.Tx++
 	d.PruneBelow = max(d.PruneBelow, pruneBelow)
-	days[day] = d
+	tiles[tile] = d
 	if v.record {
 		return
 	}
 	v.p.shared.Lock()
 	defer v.p.shared.Unlock()
-	// Days outside the cached range are read from Redis and the partitions' deltas when an
+	// Tiles outside the cached range are read from Redis and the partitions' deltas when an
 	// event first needs them.
-	if c := v.p.terminals[terminal]; c != nil && day >= c.lo && day < c.lo+int64(len(c.days)) {
-		c.days[day-c.lo][0]++
+	if c := v.p.terminals[terminal]; c != nil && tile >= c.lo && tile <= c.hi() {
+		c.tiles[tile-c.lo][0]++
 	}
 }
 

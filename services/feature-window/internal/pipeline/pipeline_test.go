@@ -342,7 +342,7 @@ func TestTerminalReadsOnlyNewTiles(t *testing.T) {
 		v := et.GetFeatures().GetValues()
 		return v[count30], v[ratio30]
 	}
-	reads := func() []window.Days {
+	reads := func() []window.Tiles {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		r := st.tileReads["T"]
@@ -357,7 +357,7 @@ func TestTerminalReadsOnlyNewTiles(t *testing.T) {
 	if c, r := poll(t0); c != 480 || r != 0 {
 		t.Fatalf("first event: count %v ratio %v, want 480, 0", c, r)
 	}
-	if got, want := reads(), []window.Days{{Lo: lo0, Hi: hi0}}; !reflect.DeepEqual(got, want) {
+	if got, want := reads(), []window.Tiles{{Lo: lo0, Hi: hi0}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("first event read %v, want %v", got, want)
 	}
 	if poll(t0.Add(time.Hour)); len(reads()) != 0 { // same tiles: cached
@@ -370,7 +370,7 @@ func TestTerminalReadsOnlyNewTiles(t *testing.T) {
 	label(hi0 + 1)
 	now = now.Add(time.Minute)
 	c, r := poll(t0.Add(3 * time.Hour)) // one tile on
-	if got, want := reads(), []window.Days{{Lo: hi0 - terminalSettleTiles + 1, Hi: hi0 + 1}}; !reflect.DeepEqual(got, want) {
+	if got, want := reads(), []window.Tiles{{Lo: hi0 - terminalSettleTiles + 1, Hi: hi0 + 1}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("event one tile on read %v, want %v", got, want)
 	}
 	if c != 480 || r != 2.0/480 { // the old tile's label is not seen yet
@@ -378,7 +378,7 @@ func TestTerminalReadsOnlyNewTiles(t *testing.T) {
 	}
 	now = now.Add(10 * time.Minute) // the copy is older than the refresh
 	c, r = poll(t0.Add(6 * time.Hour))
-	if got, want := reads(), []window.Days{{Lo: lo0 + 2, Hi: hi0 + 2}}; !reflect.DeepEqual(got, want) {
+	if got, want := reads(), []window.Tiles{{Lo: lo0 + 2, Hi: hi0 + 2}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("event after the refresh read %v, want %v", got, want)
 	}
 	if c != 480 || r != 3.0/480 {

@@ -60,15 +60,14 @@ func (s *Store) CheckpointKey(partition string) string {
 	return s.prefix + "ckpt:{" + partition + "}"
 }
 
-// Days is an inclusive range of terminal tile indexes (features.TerminalTile; whole days
-// before fs-3, hence the name).
-type Days struct{ Lo, Hi int64 }
+// Tiles is an inclusive range of terminal tile indexes (features.TerminalTile).
+type Tiles struct{ Lo, Hi int64 }
 
 // Request is what one Fetch reads.
 type Request struct {
-	Checkpoints []string        // partitions
-	Accounts    []string        // account ids
-	Terminals   map[string]Days // terminal → the tiles its events read
+	Checkpoints []string         // partitions
+	Accounts    []string         // account ids
+	Terminals   map[string]Tiles // terminal → the tiles its events read
 	Devices     []string
 }
 
@@ -111,9 +110,9 @@ func (s *Store) Fetch(ctx context.Context, r Request) (*Snapshot, error) {
 		accts = pipe.MGet(ctx, keys...)
 	}
 	type termCmd struct {
-		id   string
-		days Days
-		cmd  *redis.SliceCmd
+		id    string
+		tiles Tiles
+		cmd   *redis.SliceCmd
 	}
 	terms := make([]termCmd, 0, len(r.Terminals))
 	for id, d := range r.Terminals {
@@ -173,7 +172,7 @@ func (s *Store) Fetch(ctx context.Context, r Request) (*Snapshot, error) {
 			if err != nil {
 				return nil, fmt.Errorf("terminal %s: field value %q", tc.id, str)
 			}
-			d := tc.days.Lo + int64(i/2)
+			d := tc.tiles.Lo + int64(i/2)
 			if days[d] == nil {
 				days[d] = &[2]int64{}
 			}

@@ -100,7 +100,7 @@ func TestFlushFetchRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap, err = s.Fetch(ctx, Request{Checkpoints: []string{"tx/0", "tx/1"}, Accounts: []string{"a1", "a2"},
-		Terminals: map[string]Days{"T": {Lo: 99, Hi: 101}}, Devices: []string{"D"}})
+		Terminals: map[string]Tiles{"T": {Lo: 99, Hi: 101}}, Devices: []string{"D"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestApplyLabelsOnce(t *testing.T) {
 		t.Fatalf("applied %d, duplicates %d, %v", applied, dup, err)
 	}
 	tile := features.TileIndex(t0, features.TerminalTile)
-	snap, err := s.Fetch(ctx, Request{Terminals: map[string]Days{"T": {Lo: tile, Hi: tile}}})
+	snap, err := s.Fetch(ctx, Request{Terminals: map[string]Tiles{"T": {Lo: tile, Hi: tile}}})
 	if err != nil {
 		t.Fatal(err)
 	}
