@@ -517,13 +517,14 @@ func (p *Pipeline) mustAwaitCheckpoint(polls []*poll) bool {
 	}
 	now := p.now()
 	for t, want := range ranges {
-		r, need := p.terminals[t].toRead(want, now, p.terminalTTL)
-		if !need {
+		if _, need := p.terminals[t].toRead(want, now, p.terminalTTL); !need {
 			continue // cached: not read
 		}
+		// All of want: fetch's toRead, a moment later, may find the copy stale and read it
+		// whole; live traffic adds to tiles above want anyway.
 		for _, d := range p.ckpt.deltas {
 			for tile := range d.Terminals[t] {
-				if tile >= r.Lo && tile <= r.Hi {
+				if tile >= want.Lo && tile <= want.Hi {
 					return true
 				}
 			}
