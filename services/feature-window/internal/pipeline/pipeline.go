@@ -133,6 +133,7 @@ type Pipeline struct {
 	deviceTTL time.Duration
 	// terminalTTL: a cached terminal's tiles are all read again once its copy is this old.
 	terminalTTL time.Duration
+	maxShared   int // maxCachedShared; tests lower it
 	// sharedGen counts dropShared calls: a background device read started before one is void.
 	sharedGen uint64
 	// refreshing: a background read of stale devices is under way; it reports on refreshed.
@@ -181,11 +182,13 @@ type deviceAccounts struct {
 
 // terminalTiles caches one terminal's tiles [lo, hi] as Redis had them when read plus this
 // instance's deltas since. Terminal features read whole tiles that ended at least LabelDelay
-// before the event: by then every label that counts is known (one counts only when known
-// within LabelDelay of its transaction) and no transaction can still arrive, so such a tile no
-// longer changes. When the events move on to newer tiles only those are read (plus the
-// terminalSettleTiles newest cached ones again); all of them are read again once the copy is
-// older than the terminal refresh. It is dropped whenever a partition is loaded or dropped.
+// before the event: every label that counts for such a tile is known by then (one counts only
+// when known within LabelDelay of its transaction), and transactions reach it only from
+// backfills, late events and lagging partitions. When the events move on to newer tiles only
+// those are read, plus the terminalSettleTiles newest cached ones again; all of them are read
+// again at the first move after the copy is older than the terminal refresh (which live
+// traffic, moving once per 3 hours, always is: the partial reads serve backlogs and replays).
+// It is dropped whenever a partition is loaded or dropped.
 type terminalTiles struct {
 	lo    int64
 	tiles [][2]int64 // tile lo+i → {transactions, frauds}
@@ -202,7 +205,7 @@ func (c *terminalTiles) hi() int64 { return c.lo + int64(len(c.tiles)) - 1 }
 // terminalSettleTiles is how many of a cached terminal's newest tiles are read again when its
 // events move past them: a label that counts can be known just before its tile becomes
 // readable and still be on its way through labels.v1 and the labels consumer when the tile is
-// first read, so those tiles get another 3 to 6 hours (of event time) to settle.
+// first read; it is seen at the terminal's next move or the one after.
 const terminalSettleTiles = 2
 
 // toRead is the part of want (the tiles a poll's events of the terminal read) to read from
@@ -218,7 +221,9 @@ func (c *terminalTiles) toRead(want window.Tiles, now time.Time, refresh time.Du
 	return window.Tiles{Lo: max(want.Lo, c.hi()-terminalSettleTiles+1), Hi: want.Hi}, true
 }
 
-const maxCachedTerminals = 1_000_000
+// maxCachedShared bounds the cached terminals and, separately, the cached devices: at the
+// bound both caches are dropped and read again as events need them.
+const maxCachedShared = 1_000_000
 
 // Option adds an optional dependency.
 type Option func(*Pipeline)
@@ -271,7 +276,7 @@ func WithParallelism(n int) Option { return func(p *Pipeline) { p.workers = max(
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
 		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalTiles{}, devices: map[string]*deviceAccounts{},
-		deviceTTL: time.Second, terminalTTL: 10 * time.Minute, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
+		deviceTTL: time.Second, terminalTTL: 10 * time.Minute, maxShared: maxCachedShared, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
 	for _, opt := range opts {
 		opt(p)
 	}
@@ -447,6 +452,12 @@ func (p *Pipeline) process(ctx context.Context, in []*kgo.Record, emit kafka.Emi
 	}
 	polls := split(in)
 	p.each(len(polls), func(i int) { p.decode(ctx, polls[i]) })
+	// The shared caches are bounded. At the bound they go before this poll's reads are worked
+	// out, so that everything it needs is read: dropped after its read, the terminals and
+	// devices it found cached (and did not read) would have been missing from its features.
+	if len(p.terminals) >= p.maxShared || len(p.devices) >= p.maxShared {
+		p.dropShared()
+	}
 	if p.ckpt != nil && p.mustAwaitCheckpoint(polls) {
 		p.settle(true)
 	}
@@ -900,9 +911,6 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 		if err := p.checkCheckpoint(part, snap.Checkpoints[part.key()]); err != nil {
 			return nil, err
 		}
-	}
-	if len(p.terminals)+len(snap.Terminals) > maxCachedTerminals || len(p.devices)+len(snap.Devices) > maxCachedTerminals {
-		p.dropShared()
 	}
 	for t, tiles := range snap.Terminals {
 		w := wants[t]

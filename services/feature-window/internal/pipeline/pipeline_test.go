@@ -306,7 +306,9 @@ func TestTransformStreamEmitsWhatTransformReturns(t *testing.T) {
 
 // TestTerminalReadsOnlyNewTiles: once a terminal's tiles are cached, an event that moved on to
 // newer tiles reads only those and the terminalSettleTiles newest cached ones again; every tile
-// is read again once the copy is older than the terminal refresh.
+// is read again once the copy is older than the terminal refresh. By design the features then
+// differ from a whole read: a label that reached an older cached tile late is not seen until
+// the refresh.
 func TestTerminalReadsOnlyNewTiles(t *testing.T) {
 	t.Parallel()
 	cfg := features.DefaultConfig()
@@ -383,5 +385,57 @@ func TestTerminalReadsOnlyNewTiles(t *testing.T) {
 	}
 	if c != 480 || r != 3.0/480 {
 		t.Fatalf("after the refresh: count %v ratio %v, want 480, %v", c, r, 3.0/480)
+	}
+}
+
+// TestSharedCacheBoundKeepsFeatures: at the cache bound the terminals a poll finds cached are
+// dropped before its reads are worked out, so they are read again rather than missing.
+func TestSharedCacheBoundKeepsFeatures(t *testing.T) {
+	t.Parallel()
+	cfg := features.DefaultConfig()
+	t0 := time.Date(2026, 5, 4, 12, 30, 0, 0, time.UTC)
+	st := newMemStore()
+	lo, _ := features.TerminalTilesRead(cfg, t0)
+	for _, term := range []string{"T1", "T2", "T3"} {
+		st.terminals[term] = map[int64]*[2]int64{lo: {5, 1}}
+	}
+	p := New(st, noReader, cfg, "features.v1", func() time.Time { return t0 })
+	p.maxShared = 2
+	count30 := features.Index("terminal_count_30d")
+	offset := int64(0)
+	poll := func(terminals ...string) []float64 {
+		t.Helper()
+		var in []*kgo.Record
+		for _, term := range terminals {
+			tx := &fraudv1.Transaction{Id: fmt.Sprint("s:", offset), AccountId: "a", AmountMinor: 1, Currency: "EUR",
+				TerminalId: term, EventTime: timestamppb.New(t0.Add(time.Duration(offset) * time.Second))}
+			r, err := kafka.NewRecord("tx.v1", "a", tx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Offset = offset
+			offset++
+			in = append(in, r)
+		}
+		out, err := p.Transform(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var counts []float64
+		for _, r := range out {
+			var et fraudv1.EnrichedTransaction
+			if err := kafka.Decode(r, &et); err != nil {
+				t.Fatal(err)
+			}
+			counts = append(counts, et.GetFeatures().GetValues()[count30])
+		}
+		return counts
+	}
+	if got := poll("T1", "T2"); !reflect.DeepEqual(got, []float64{5, 5}) {
+		t.Fatalf("first poll: terminal counts %v, want [5 5]", got)
+	}
+	// T1 is cached, T3 is not, and the cache is at its bound.
+	if got := poll("T1", "T3"); !reflect.DeepEqual(got, []float64{5, 5}) {
+		t.Fatalf("poll at the cache bound: terminal counts %v, want [5 5]", got)
 	}
 }
