@@ -116,7 +116,7 @@ main() {
   export VIGIL_SCORING_ADDR="$SCORING_ADDR" VIGIL_ALERTING_ADDR="$ALERTING_ADDR"
   export VIGIL_INGEST_API_KEYS="demo:$VIGIL_DEMO_API_KEY"
   # The four services share this machine with the broker, Redis and Postgres: a quarter of the
-  # cpus each, at least 1 (docs/tuning.md: Go's default of every cpu each tripled the p99).
+  # cpus each, at least 1 (docs/tuning.md: Go's default of every cpu each raised the p99 by half).
   local cpus; cpus="$(nproc)"
   export GOMAXPROCS="${GOMAXPROCS:-$(( cpus / 4 > 1 ? cpus / 4 : 1 ))}"
   # The analyst overview reads lag and latency from the services' own metrics.

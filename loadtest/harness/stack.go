@@ -60,8 +60,8 @@ func (s *Stack) Close() {
 // ServiceGOMAXPROCS is each service's GOMAXPROCS when the four share cpus with the broker,
 // Redis, Postgres and the load generator: a quarter of them, at least 1. With Go's default
 // (every cpu each) the 2-cpu box ran about 15 runnable threads for its 2 cpus at 1,000 tx/s,
-// and each hop's p99 was 3-6 times its p50; with 1 each the end-to-end p99 went from 130-154
-// to 53-68 ms at the same load and the same CPU (docs/tuning.md).
+// and each hop's p99 was 3-6 times its p50; with 1 each the median end-to-end p99 of
+// alternating runs went from 156 to 99 ms at the same load and CPU (docs/tuning.md).
 func ServiceGOMAXPROCS(cpus int) int { return max(1, cpus/4) }
 
 // StackConfig sets up a fresh pipeline.
