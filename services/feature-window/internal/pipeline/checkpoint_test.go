@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,19 +91,7 @@ func TestCheckpointInBackground(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, r := range out {
-				var et fraudv1.EnrichedTransaction
-				if err := kafka.Decode(r, &et); err != nil {
-					t.Fatal(err)
-				}
-				tx := &fraudv1.Transaction{}
-				if err := kafka.Decode(in[i], tx); err != nil {
-					t.Fatal(err)
-				}
-				if want := off.Next(features.FromTransaction(tx)); !slices.Equal(et.GetFeatures().GetValues(), want) {
-					t.Errorf("%s: features %v, offline %v", tx.GetId(), et.GetFeatures().GetValues(), want)
-				}
-			}
+			matchOffline(t, off, in, out)
 		}
 	}
 
@@ -146,4 +135,99 @@ func TestCheckpointInBackground(t *testing.T) {
 	if got := st.ckpt["tx.v1/0"]; got != offset {
 		t.Errorf("checkpoint %d, want %d", got, offset)
 	}
+}
+
+// matchOffline checks that each output record's features equal off's for its input record
+// (one output per input, in order).
+func matchOffline(t *testing.T, off *features.Offline, in, out []*kgo.Record) {
+	t.Helper()
+	for i, r := range out {
+		var et fraudv1.EnrichedTransaction
+		if err := kafka.Decode(r, &et); err != nil {
+			t.Fatal(err)
+		}
+		tx := &fraudv1.Transaction{}
+		if err := kafka.Decode(in[i], tx); err != nil {
+			t.Fatal(err)
+		}
+		if want := off.Next(features.FromTransaction(tx)); !slices.Equal(et.GetFeatures().GetValues(), want) {
+			t.Errorf("%s: features %v, offline %v", tx.GetId(), et.GetFeatures().GetValues(), want)
+		}
+	}
+}
+
+// TestTerminalRefreshDuringAwaitCheck: whether a poll waits for the write under way must not
+// depend on the moment its terminal's cached copy turns older than the refresh. Here it turns
+// stale between mustAwaitCheckpoint and fetch: a check of only the partial range toRead gave
+// at the first moment missed the tile of a backfill the write is adding to, which fetch then
+// read whole before the write landed, and that transaction was counted nowhere.
+func TestTerminalRefreshDuringAwaitCheck(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 5, 4, 12, 30, 0, 0, time.UTC)
+	wall := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	jump := false // the next call returns wall, then wall moves on by the refresh
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		w := wall
+		if jump {
+			jump = false
+			wall = wall.Add(10 * time.Minute)
+		}
+		return w
+	}
+	st := &gatedStore{memStore: newMemStore(), gate: make(chan struct{})}
+	p := New(st, noReader, features.DefaultConfig(), "features.v1", clock, WithTerminalRefresh(10*time.Minute))
+	off := features.NewOffline()
+	var offset int64
+	rec := func(id, acct string, at time.Time) *kgo.Record {
+		tx := &fraudv1.Transaction{Id: id, AccountId: acct, AmountMinor: 1200, Currency: "EUR",
+			TerminalId: "T", EventTime: timestamppb.New(at)}
+		r, err := kafka.NewRecord("tx.v1", acct, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Offset = offset
+		offset++
+		return r
+	}
+	poll := func(in ...*kgo.Record) {
+		t.Helper()
+		out, err := p.Transform(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		matchOffline(t, off, in, out)
+	}
+
+	poll(rec("a1", "a", t0)) // T cached whole
+	// The same tiles for a, and b's first transaction ten days back (a backfill): the range is
+	// read whole again, and b1 lands in a cached tile below the newest two.
+	poll(rec("a2", "a", t0.Add(time.Minute)), rec("b1", "b", t0.Add(-10*24*time.Hour)))
+	p.Committed(context.Background(), nil) // the write holding b1's tile starts; the gate holds it
+
+	// a moves on one tile, and the copy turns stale right after mustAwaitCheckpoint's clock.
+	mu.Lock()
+	jump = true
+	mu.Unlock()
+	in := []*kgo.Record{rec("a3", "a", t0.Add(3*time.Hour))}
+	done := make(chan struct{})
+	var out []*kgo.Record
+	var err error
+	go func() {
+		defer close(done)
+		out, err = p.Transform(context.Background(), in)
+	}()
+	select {
+	case <-done:
+		t.Log("the poll did not wait for the write under way")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(st.gate)
+	within(t, done, "Transform")
+	if err != nil {
+		t.Fatal(err)
+	}
+	matchOffline(t, off, in, out)
 }

@@ -29,6 +29,35 @@ func txRecord(t *testing.T, id, account string, at time.Time, amount int64) *kgo
 	return r
 }
 
+// transformTxs runs one poll of txs (keyed by account, at offsets from *offset on) through p
+// and returns each output's feature values.
+func transformTxs(t *testing.T, p *Pipeline, offset *int64, txs ...*fraudv1.Transaction) [][]float64 {
+	t.Helper()
+	in := make([]*kgo.Record, len(txs))
+	for i, tx := range txs {
+		r, err := kafka.NewRecord("tx.v1", tx.GetAccountId(), tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Offset = *offset
+		*offset++
+		in[i] = r
+	}
+	out, err := p.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := make([][]float64, len(out))
+	for i, r := range out {
+		var et fraudv1.EnrichedTransaction
+		if err := kafka.Decode(r, &et); err != nil {
+			t.Fatal(err)
+		}
+		vals[i] = et.GetFeatures().GetValues()
+	}
+	return vals
+}
+
 func TestTransform(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
@@ -216,21 +245,7 @@ func TestDeviceRefreshInBackground(t *testing.T) {
 		t.Helper()
 		tx := &fraudv1.Transaction{Id: fmt.Sprint("s:", offset), AccountId: account, AmountMinor: 1, Currency: "EUR",
 			DeviceId: "dev", EventTime: timestamppb.New(t0.Add(time.Duration(offset) * time.Minute))}
-		r, err := kafka.NewRecord("tx.v1", account, tx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Offset = offset
-		offset++
-		out, err := p.Transform(context.Background(), []*kgo.Record{r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var et fraudv1.EnrichedTransaction
-		if err := kafka.Decode(out[0], &et); err != nil {
-			t.Fatal(err)
-		}
-		return et.GetFeatures().GetValues()[devIdx]
+		return transformTxs(t, p, &offset, tx)[0][devIdx]
 	}
 	if got := poll("a1"); got != 1 {
 		t.Fatalf("first poll: device accounts %v, want 1", got)
@@ -327,21 +342,7 @@ func TestTerminalReadsOnlyNewTiles(t *testing.T) {
 		t.Helper()
 		tx := &fraudv1.Transaction{Id: fmt.Sprint("s:", offset), AccountId: "a", AmountMinor: 1, Currency: "EUR",
 			TerminalId: "T", EventTime: timestamppb.New(at)}
-		r, err := kafka.NewRecord("tx.v1", "a", tx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Offset = offset
-		offset++
-		out, err := p.Transform(context.Background(), []*kgo.Record{r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var et fraudv1.EnrichedTransaction
-		if err := kafka.Decode(out[0], &et); err != nil {
-			t.Fatal(err)
-		}
-		v := et.GetFeatures().GetValues()
+		v := transformTxs(t, p, &offset, tx)[0]
 		return v[count30], v[ratio30]
 	}
 	reads := func() []window.Tiles {
@@ -405,29 +406,14 @@ func TestSharedCacheBoundKeepsFeatures(t *testing.T) {
 	offset := int64(0)
 	poll := func(terminals ...string) []float64 {
 		t.Helper()
-		var in []*kgo.Record
-		for _, term := range terminals {
-			tx := &fraudv1.Transaction{Id: fmt.Sprint("s:", offset), AccountId: "a", AmountMinor: 1, Currency: "EUR",
-				TerminalId: term, EventTime: timestamppb.New(t0.Add(time.Duration(offset) * time.Second))}
-			r, err := kafka.NewRecord("tx.v1", "a", tx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Offset = offset
-			offset++
-			in = append(in, r)
-		}
-		out, err := p.Transform(context.Background(), in)
-		if err != nil {
-			t.Fatal(err)
+		var txs []*fraudv1.Transaction
+		for i, term := range terminals {
+			txs = append(txs, &fraudv1.Transaction{Id: fmt.Sprint("s:", offset+int64(i)), AccountId: "a", AmountMinor: 1,
+				Currency: "EUR", TerminalId: term, EventTime: timestamppb.New(t0.Add(time.Duration(offset+int64(i)) * time.Second))})
 		}
 		var counts []float64
-		for _, r := range out {
-			var et fraudv1.EnrichedTransaction
-			if err := kafka.Decode(r, &et); err != nil {
-				t.Fatal(err)
-			}
-			counts = append(counts, et.GetFeatures().GetValues()[count30])
+		for _, v := range transformTxs(t, p, &offset, txs...) {
+			counts = append(counts, v[count30])
 		}
 		return counts
 	}
