@@ -18,24 +18,8 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/jsonenc/jsonenctest"
 )
-
-// edgeFloats are the values where encoding/json's float format changes or is easy to get wrong.
-var edgeFloats = []float64{
-	0, math.Copysign(0, -1), 1, -1, 0.1, tenth + 0.2, 1.5, -2.25, 100, 123456.789,
-	1e-6, -1e-6, math.Nextafter(1e-6, 0), 1e-7, -1e-7, 1e-10, 1.5e-10, 1e-100, 2.5e-300,
-	1e20, 1e21, -1e21, math.Nextafter(1e21, 0), 1e22, 1.2345e25, 1e100, 1e300, math.MaxFloat64, -math.MaxFloat64,
-	1 << 53, 1<<53 + 2, 123456789012345678, 9007199254740993, math.MaxInt64, math.MinInt64, 1e15, 1e16, 1e17,
-	math.SmallestNonzeroFloat64, -math.SmallestNonzeroFloat64, 2.2250738585072014e-308, 2.225073858507201e-308, 1e-320,
-	1.0 / 3, 2.0 / 3, math.Pi, math.E, 0.000001234, 12345678.9e-20,
-}
-
-// edgeStrings are the characters encoding/json escapes or replaces, and their neighbours.
-var edgeStrings = []string{
-	"", "amount", `a"b`, `back\slash`, "<tag>&amp;", "tab\there", "new\nline\r", "\b\f", "\x00\x01\x1f", "\x7f",
-	"é", "日本", "\u2028\u2029", "line\u2028sep", "\xff", "a\xffb", "\xe2\x82", "\ufffd", "😀", "\xf0\x9f\x98", "/", "'",
-	"FEATURE:amount", "score 0.9700 ≥ 0.9500", "rule amount-review v1 → review",
-}
 
 // TestFeatureLayoutMatchesMap: the object is the map[string]float64 the old code marshalled,
 // repeated names included (the last value wins), in encoding/json's key order.
@@ -46,7 +30,7 @@ func TestFeatureLayoutMatchesMap(t *testing.T) {
 		nil,
 		{"amount"},
 		features.Names,
-		edgeStrings,
+		jsonenctest.EdgeStrings,
 		{"b", "a", "b", "a", "c"}, // repeated: last position wins
 		{"a", "a\x00", "ab", "A", "_", "é", "z"},    // bytewise order
 		{"\xff", "\ufffd", "\u2028", "<", "&", ">"}, // different keys that escape alike or not at all
@@ -54,7 +38,7 @@ func TestFeatureLayoutMatchesMap(t *testing.T) {
 	for range 200 {
 		names := make([]string, rng.IntN(50))
 		for i := range names {
-			names[i] = edgeStrings[rng.IntN(len(edgeStrings))] + features.Names[rng.IntN(len(features.Names))][:rng.IntN(4)]
+			names[i] = jsonenctest.EdgeStrings[rng.IntN(len(jsonenctest.EdgeStrings))] + features.Names[rng.IntN(len(features.Names))][:rng.IntN(4)]
 		}
 		tests = append(tests, names)
 	}
@@ -62,7 +46,7 @@ func TestFeatureLayoutMatchesMap(t *testing.T) {
 		values := make([]float64, len(names))
 		m := map[string]float64{}
 		for i, n := range names {
-			values[i] = edgeFloats[rng.IntN(len(edgeFloats))]
+			values[i] = jsonenctest.EdgeFloats[rng.IntN(len(jsonenctest.EdgeFloats))]
 			m[n] = values[i]
 		}
 		want, err := json.Marshal(m)
@@ -88,22 +72,22 @@ var edgeDecisions = []edgeDecision{
 	{name: "full", dec: func(*fraudv1.Decision) {}},
 	{"current schema, names left out", func(d *fraudv1.Decision) {
 		d.Input.Features = &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(),
-			Values: cycle(edgeFloats, len(features.Names))}
+			Values: cycle(jsonenctest.EdgeFloats, len(features.Names))}
 	}, ""},
 	{"current schema, fewer values than names", func(d *fraudv1.Decision) {
 		d.Input.Features = &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(),
-			Values: cycle(edgeFloats, 7)}
+			Values: cycle(jsonenctest.EdgeFloats, 7)}
 	}, ""},
 	{"current schema, more values than names", func(d *fraudv1.Decision) {
 		d.Input.Features = &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(),
-			Values: cycle(edgeFloats, len(features.Names)+3)}
+			Values: cycle(jsonenctest.EdgeFloats, len(features.Names)+3)}
 	}, ""},
 	{"unknown schema, no names", func(d *fraudv1.Decision) {
 		d.Input.Features = &fraudv1.FeatureVector{SchemaVersion: "fs-0", SchemaHash: "x", Values: []float64{1, 2}}
 	}, ""},
 	{"carried names needing escapes, repeated, edge values", func(d *fraudv1.Decision) {
 		d.Input.Features = &fraudv1.FeatureVector{SchemaVersion: "fs-1", Names: append(append([]string(nil), protoStrings...), "amount", "é"),
-			Values: cycle(edgeFloats, len(protoStrings)+2)}
+			Values: cycle(jsonenctest.EdgeFloats, len(protoStrings)+2)}
 	}, ""},
 	{"carried names, fewer values", func(d *fraudv1.Decision) {
 		d.Input.Features = &fraudv1.FeatureVector{Names: []string{"b", "a", "c"}, Values: []float64{1}}
@@ -115,7 +99,7 @@ var edgeDecisions = []edgeDecision{
 		d.Input.Features = &fraudv1.FeatureVector{Names: []string{"z", "a", "b"}, Values: []float64{math.NaN(), 1, math.Inf(1)}}
 	}, "encode features of dec_NaN feature: json: unsupported value: +Inf"},
 	{"-Inf feature, current schema", func(d *fraudv1.Decision) {
-		v := cycle(edgeFloats, len(features.Names))
+		v := cycle(jsonenctest.EdgeFloats, len(features.Names))
 		v[5] = math.Inf(-1)
 		d.Input.Features = &fraudv1.FeatureVector{SchemaVersion: features.SchemaVersion, SchemaHash: features.SchemaHash(), Values: v}
 	}, "encode features of dec_-Inf feature, current schema: json: unsupported value: -Inf"},
@@ -125,7 +109,7 @@ var edgeDecisions = []edgeDecision{
 	{"reasons with escapes and edge weights", func(d *fraudv1.Decision) {
 		d.Reasons = nil
 		for i, s := range protoStrings {
-			d.Reasons = append(d.Reasons, &fraudv1.Reason{Code: s, Description: protoStrings[(i+3)%len(protoStrings)], Weight: edgeFloats[i%len(edgeFloats)]})
+			d.Reasons = append(d.Reasons, &fraudv1.Reason{Code: s, Description: protoStrings[(i+3)%len(protoStrings)], Weight: jsonenctest.EdgeFloats[i%len(jsonenctest.EdgeFloats)]})
 		}
 	}, ""},
 	{"NaN reason weight", func(d *fraudv1.Decision) {
@@ -153,11 +137,11 @@ var edgeDecisions = []edgeDecision{
 	{name: "no times", dec: func(d *fraudv1.Decision) { d.ReceivedTime, d.DecidedTime = nil, nil }},
 }
 
-// protoStrings are the edgeStrings a proto3 string can hold (valid UTF-8): no decoded record
+// protoStrings are the jsonenctest.EdgeStrings a proto3 string can hold (valid UTF-8): no decoded record
 // has any other.
 var protoStrings = func() []string {
 	var out []string
-	for _, s := range edgeStrings {
+	for _, s := range jsonenctest.EdgeStrings {
 		if utf8.ValidString(s) {
 			out = append(out, s)
 		}
