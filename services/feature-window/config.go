@@ -60,7 +60,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		Group:              group,
 		LabelsGroup:        e.String("VIGIL_FEATURE_WINDOW_LABELS_GROUP", group+"-labels"),
 		TransactionalID:    e.String("VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID", "vigil-feature-window-"+host),
-		MaxPollRecords:     e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 500, 1, 100_000),
+		MaxPollRecords:     e.Int("VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS", 2000, 1, 100_000),
 		Fetch:              kafka.LoadFetch(e, "VIGIL_FEATURE_WINDOW", kafka.PipelineFetch()),
 		CommitInterval:     e.DurationRange("VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL", 0, 0, 10*time.Second),
 		CatchUpTimeout:     e.Duration("VIGIL_FEATURE_WINDOW_CATCH_UP_TIMEOUT", 5*time.Minute),

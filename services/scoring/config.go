@@ -69,7 +69,7 @@ func loadConfig(e *config.Env) (Config, error) {
 		DebugAddr:       e.String("VIGIL_SCORING_DEBUG_ADDR", ""),
 		Group:           e.String("VIGIL_SCORING_GROUP", "vigil-scoring"),
 		TransactionalID: e.String("VIGIL_SCORING_TRANSACTIONAL_ID", "vigil-scoring-"+host),
-		MaxPollRecords:  e.Int("VIGIL_SCORING_MAX_POLL_RECORDS", 500, 1, 100_000),
+		MaxPollRecords:  e.Int("VIGIL_SCORING_MAX_POLL_RECORDS", 2000, 1, 100_000),
 		Fetch:           kafka.LoadFetch(e, "VIGIL_SCORING", kafka.PipelineFetch()),
 		SinkFetch:       kafka.LoadFetch(e, "VIGIL_SCORING_SINK", kafka.PipelineFetch()),
 		CommitInterval:  e.DurationRange("VIGIL_SCORING_COMMIT_INTERVAL", 0, 0, 10*time.Second),
