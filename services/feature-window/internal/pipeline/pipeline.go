@@ -883,7 +883,7 @@ func (p *Pipeline) fetchRequest(ctx context.Context, req window.Request, now tim
 	// the tiles they lack.
 	type terminalRead struct {
 		want window.Tiles
-		old  *terminalTiles // taken now: the cache may be dropped below
+		old  *terminalTiles // the entry toRead judged: the tiles of want below the read
 	}
 	wants := make(map[string]terminalRead, len(req.Terminals))
 	for t, want := range req.Terminals {
