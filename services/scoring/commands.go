@@ -264,7 +264,7 @@ func explainDecision(ctx context.Context, pool *pgxpool.Pool, cfg Config, txID s
 
 func compare(row store.StoredDecision, recorded, got *fraudv1.Decision) []string {
 	var diffs []string
-	if a := store.ActionName(got.GetAction()); a != row.Action {
+	if a := decide.ActionName(got.GetAction()); a != row.Action {
 		diffs = append(diffs, fmt.Sprintf("action: stored %s, recomputed %s", row.Action, a))
 	}
 	if math.Float64bits(got.GetScore()) != math.Float64bits(row.Score) {

@@ -37,6 +37,21 @@ type Policy struct {
 }
 
 // DefaultPolicy is what the service runs with unless configured otherwise.
+// ActionName is the action's lower-case name, stored in Postgres (decisions.action) and used as
+// a metric label: approve, review, decline, and for any other value its enum name without
+// ACTION_ ("unspecified", or the number of a value this build does not know).
+func ActionName(a fraudv1.Action) string {
+	switch a { // the names below, without building them for every row
+	case fraudv1.Action_ACTION_APPROVE:
+		return "approve"
+	case fraudv1.Action_ACTION_REVIEW:
+		return "review"
+	case fraudv1.Action_ACTION_DECLINE:
+		return "decline"
+	}
+	return strings.ToLower(strings.TrimPrefix(a.String(), "ACTION_"))
+}
+
 func DefaultPolicy() Policy {
 	return Policy{
 		ReviewThreshold:    0.8,

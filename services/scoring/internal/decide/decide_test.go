@@ -3,6 +3,7 @@ package decide
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -445,6 +446,15 @@ func BenchmarkDecideCurrentSchema(b *testing.B) {
 	for b.Loop() {
 		if _, err := Decide(in, set, p, at); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestActionName(t *testing.T) {
+	t.Parallel()
+	for a := range fraudv1.Action(6) {
+		if got, want := ActionName(a), strings.ToLower(strings.TrimPrefix(a.String(), "ACTION_")); got != want {
+			t.Errorf("%v: %q, want %q", a, got, want)
 		}
 	}
 }

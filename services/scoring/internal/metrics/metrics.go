@@ -260,14 +260,11 @@ func (m *Metrics) Postgres(op string, start time.Time) {
 	m.postgres.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
+// actionLabel is decide.ActionName, but a value this build does not know is "unspecified":
+// label values stay bounded.
 func actionLabel(a fraudv1.Action) string {
-	switch a {
-	case fraudv1.Action_ACTION_APPROVE:
-		return "approve"
-	case fraudv1.Action_ACTION_REVIEW:
-		return "review"
-	case fraudv1.Action_ACTION_DECLINE:
-		return "decline"
+	if _, known := fraudv1.Action_name[int32(a)]; !known {
+		return "unspecified"
 	}
-	return "unspecified"
+	return decide.ActionName(a)
 }

@@ -249,12 +249,3 @@ func show(col any) string {
 	}
 	return b.String()
 }
-
-func TestActionName(t *testing.T) {
-	t.Parallel()
-	for a := range fraudv1.Action(6) {
-		if got, want := ActionName(a), strings.ToLower(strings.TrimPrefix(a.String(), "ACTION_")); got != want {
-			t.Errorf("%v: %q, want %q", a, got, want)
-		}
-	}
-}

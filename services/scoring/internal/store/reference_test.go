@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
 )
 
 // referenceTextArray is the Postgres literal of a text[].
@@ -103,7 +104,7 @@ func (d *Decisions) referenceColumns(recs []*kgo.Record) (c columns, n int, _ er
 		c.decisionID = append(c.decisionID, dec.GetDecisionId())
 		c.transactionID = append(c.transactionID, dec.GetTransactionId())
 		c.accountID = append(c.accountID, dec.GetAccountId())
-		c.action = append(c.action, ActionName(dec.GetAction()))
+		c.action = append(c.action, decide.ActionName(dec.GetAction()))
 		c.score = append(c.score, dec.GetScore())
 		c.reasons = append(c.reasons, string(rj))
 		c.modelVersion = append(c.modelVersion, dec.GetModelVersion())

@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/models/features"
 	fraudv1 "github.com/vigil-fraud/vigil/proto/gen/fraud/v1"
+	"github.com/vigil-fraud/vigil/services/scoring/internal/decide"
 )
 
 // insertDecisions inserts a whole batch in one statement: one array per column, zipped by
@@ -75,19 +76,6 @@ type Decisions struct {
 // NewDecisions returns the handler.
 func NewDecisions(log *slog.Logger) *Decisions {
 	return &Decisions{log: log, current: newFeatureLayout(features.Names)}
-}
-
-// ActionName is the lower-case action stored in Postgres.
-func ActionName(a fraudv1.Action) string {
-	switch a { // the names below, without building them for every row
-	case fraudv1.Action_ACTION_APPROVE:
-		return "approve"
-	case fraudv1.Action_ACTION_REVIEW:
-		return "review"
-	case fraudv1.Action_ACTION_DECLINE:
-		return "decline"
-	}
-	return strings.ToLower(strings.TrimPrefix(a.String(), "ACTION_"))
 }
 
 type reasonRow struct {
@@ -222,7 +210,7 @@ func (d *Decisions) columns(recs []*kgo.Record) (c columns, n int, _ error) {
 		c.decisionID = append(c.decisionID, dec.GetDecisionId())
 		c.transactionID = append(c.transactionID, dec.GetTransactionId())
 		c.accountID = append(c.accountID, dec.GetAccountId())
-		c.action = append(c.action, ActionName(dec.GetAction()))
+		c.action = append(c.action, decide.ActionName(dec.GetAction()))
 		c.score = append(c.score, dec.GetScore())
 		c.modelVersion = append(c.modelVersion, dec.GetModelVersion())
 		c.ruleSet = append(c.ruleSet, dec.GetRuleSetVersion())
