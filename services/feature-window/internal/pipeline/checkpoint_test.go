@@ -65,16 +65,9 @@ func TestCheckpointInBackground(t *testing.T) {
 	off := features.NewOffline()
 	var offset int64
 	rec := func(id, acct string, at time.Time) *kgo.Record {
-		tx := &fraudv1.Transaction{Id: id, AccountId: acct, Card: &fraudv1.Card{Token: "tok-" + acct}, AmountMinor: 1200,
+		return offsetRecord(t, &fraudv1.Transaction{Id: id, AccountId: acct, Card: &fraudv1.Card{Token: "tok-" + acct}, AmountMinor: 1200,
 			Currency: "EUR", MerchantId: "m", TerminalId: "T", DeviceId: "D", Country: "FR",
-			Channel: fraudv1.Channel_CHANNEL_ECOMMERCE, EventTime: timestamppb.New(at)}
-		r, err := kafka.NewRecord("tx.v1", acct, tx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Offset = offset
-		offset++
-		return r
+			Channel: fraudv1.Channel_CHANNEL_ECOMMERCE, EventTime: timestamppb.New(at)}, &offset)
 	}
 	// transform runs one poll in the background; done closes when it returned, and then the
 	// vectors it emitted are checked against the offline recomputation.
@@ -182,15 +175,8 @@ func TestTerminalRefreshDuringAwaitCheck(t *testing.T) {
 	off := features.NewOffline()
 	var offset int64
 	rec := func(id, acct string, at time.Time) *kgo.Record {
-		tx := &fraudv1.Transaction{Id: id, AccountId: acct, AmountMinor: 1200, Currency: "EUR",
-			TerminalId: "T", EventTime: timestamppb.New(at)}
-		r, err := kafka.NewRecord("tx.v1", acct, tx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Offset = offset
-		offset++
-		return r
+		return offsetRecord(t, &fraudv1.Transaction{Id: id, AccountId: acct, AmountMinor: 1200, Currency: "EUR",
+			TerminalId: "T", EventTime: timestamppb.New(at)}, &offset)
 	}
 	poll := func(in ...*kgo.Record) {
 		t.Helper()

@@ -29,19 +29,25 @@ func txRecord(t *testing.T, id, account string, at time.Time, amount int64) *kgo
 	return r
 }
 
+// offsetRecord is tx as a tx.v1 record keyed by its account, at offset *offset (then advanced).
+func offsetRecord(t *testing.T, tx *fraudv1.Transaction, offset *int64) *kgo.Record {
+	t.Helper()
+	r, err := kafka.NewRecord("tx.v1", tx.GetAccountId(), tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Offset = *offset
+	*offset++
+	return r
+}
+
 // transformTxs runs one poll of txs (keyed by account, at offsets from *offset on) through p
 // and returns each output's feature values.
 func transformTxs(t *testing.T, p *Pipeline, offset *int64, txs ...*fraudv1.Transaction) [][]float64 {
 	t.Helper()
 	in := make([]*kgo.Record, len(txs))
 	for i, tx := range txs {
-		r, err := kafka.NewRecord("tx.v1", tx.GetAccountId(), tx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Offset = *offset
-		*offset++
-		in[i] = r
+		in[i] = offsetRecord(t, tx, offset)
 	}
 	out, err := p.Transform(context.Background(), in)
 	if err != nil {
