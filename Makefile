@@ -171,11 +171,11 @@ $(BENCH_MODEL): $(filter-out %_test.go,$(wildcard models/features/*.go))
 	@test -f $(HANDBOOK_DATA) || $(BIN)/vigil-model simulate --out $(HANDBOOK_DATA)
 	@$(BIN)/vigil-model train --data $(HANDBOOK_DATA) --train-start 2018-07-25 --kind lr --out $@
 
-models-eval: ## Handbook protocol on simulated data: train and evaluate lr and ffnn on 4 rolling folds
+models-eval: ## Handbook protocol on simulated data: train and evaluate lr, ffnn and gbt on 4 rolling folds
 	@mkdir -p $(BIN) $(dir $(HANDBOOK_DATA))
 	@go build -o $(BIN)/vigil-model ./models/cmd/vigil-model
 	@test -f $(HANDBOOK_DATA) || $(BIN)/vigil-model simulate --out $(HANDBOOK_DATA)
-	@for k in lr ffnn; do \
+	@for k in lr ffnn gbt; do \
 		$(BIN)/vigil-model train --data $(HANDBOOK_DATA) --train-start 2018-07-25 --kind $$k --out $(VAR)/handbook/$$k.json && \
 		$(BIN)/vigil-model evaluate --data $(HANDBOOK_DATA) --artifact $(VAR)/handbook/$$k.json --test-start 2018-08-29 --folds 4 \
 			--out $(VAR)/handbook/$$k-eval.json || exit 1; done

@@ -20,6 +20,8 @@ const (
 	// KindFFNN is a feed-forward network with one ReLU hidden layer:
 	// sigmoid(w·relu(W1·x' + b1) + b); Weights and Bias are its output layer.
 	KindFFNN = "ffnn"
+	// KindGBT is gradient-boosted trees: sigmoid(Bias + Σ tree value) on the raw vector.
+	KindGBT = "gbt"
 )
 
 // ErrInvalidArtifact marks an artifact that is malformed or internally
@@ -46,6 +48,8 @@ type Artifact struct {
 
 	// Hidden is the ffnn's hidden layer; absent for lr.
 	Hidden *Layer `json:"hidden,omitempty"`
+	// Trees are gbt's trees (Weights is then empty and Mean and Std only describe the data).
+	Trees []Tree `json:"trees,omitempty"`
 	// DataFingerprint is a sha256 over the training and validation matrices and labels, so
 	// two artifacts can be shown to come from the same data.
 	DataFingerprint string `json:"data_fingerprint,omitempty"`
@@ -82,8 +86,8 @@ func (a *Artifact) Validate() error {
 	if a.Version == "" {
 		return fieldErr("version", "is empty")
 	}
-	if a.Kind != KindLogistic && a.Kind != KindFFNN {
-		return fieldErr("kind", fmt.Sprintf("is %q, want %q or %q", a.Kind, KindLogistic, KindFFNN))
+	if a.Kind != KindLogistic && a.Kind != KindFFNN && a.Kind != KindGBT {
+		return fieldErr("kind", fmt.Sprintf("is %q, want %q, %q or %q", a.Kind, KindLogistic, KindFFNN, KindGBT))
 	}
 	if a.FeatureSchema == "" {
 		return fieldErr("feature_schema", "is empty")
@@ -105,15 +109,27 @@ func (a *Artifact) Validate() error {
 	if want := features.Hash(a.FeatureSchema, a.Names); a.FeatureHash != want {
 		return fieldErr("feature_hash", fmt.Sprintf("is %q, but feature_schema and names hash to %q", a.FeatureHash, want))
 	}
-	outputs := n // the output layer reads the features (lr) or the hidden units (ffnn)
+	outputs := n // the output layer reads the features (lr), the hidden units (ffnn) or nothing (gbt)
 	switch {
-	case a.Kind == KindLogistic && a.Hidden != nil:
-		return fieldErr("hidden", "is set, but kind lr has no hidden layer")
+	case a.Kind != KindFFNN && a.Hidden != nil:
+		return fieldErr("hidden", fmt.Sprintf("is set, but kind %s has no hidden layer", a.Kind))
+	case a.Kind != KindGBT && len(a.Trees) > 0:
+		return fieldErr("trees", fmt.Sprintf("is set, but kind %s has no trees", a.Kind))
 	case a.Kind == KindFFNN:
 		if err := a.Hidden.validate(n); err != nil {
 			return err
 		}
 		outputs = len(a.Hidden.B)
+	case a.Kind == KindGBT:
+		if len(a.Trees) == 0 {
+			return fieldErr("trees", "is empty, kind gbt needs at least one tree")
+		}
+		for i := range a.Trees {
+			if err := a.Trees[i].validate(fmt.Sprintf("trees[%d]", i), n); err != nil {
+				return err
+			}
+		}
+		outputs = 0
 	}
 	for _, f := range []struct {
 		name string
@@ -123,6 +139,9 @@ func (a *Artifact) Validate() error {
 		if len(f.vals) != f.want {
 			if f.want == n {
 				return fieldErr(f.name, fmt.Sprintf("has %d values, names has %d", len(f.vals), n))
+			}
+			if a.Kind == KindGBT {
+				return fieldErr(f.name, "is set, but kind gbt has no output layer")
 			}
 			return fieldErr(f.name, fmt.Sprintf("has %d values, hidden layer has %d units", len(f.vals), f.want))
 		}

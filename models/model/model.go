@@ -33,8 +33,16 @@ func New(a *Artifact) (Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Kind == KindFFNN {
+	switch a.Kind {
+	case KindFFNN:
 		return &ffnn{params: p}, nil
+	case KindGBT:
+		trees := make([]Tree, len(a.Trees))
+		for i, t := range a.Trees {
+			trees[i] = Tree{Feature: slices.Clone(t.Feature), Threshold: slices.Clone(t.Threshold),
+				Left: slices.Clone(t.Left), Right: slices.Clone(t.Right), Value: slices.Clone(t.Value)}
+		}
+		return &gbt{params: p, trees: trees}, nil
 	}
 	return &logistic{params: p}, nil
 }

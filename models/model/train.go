@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -19,10 +20,11 @@ import (
 
 // TrainOptions tunes Train. Zero values take the defaults below.
 type TrainOptions struct {
-	Kind         string  // KindLogistic (default) or KindFFNN
+	Kind         string  // KindLogistic (default), KindFFNN or KindGBT
 	Hidden       int     // ffnn hidden units; default 32
-	Epochs       int     // maximum passes over the data; default 30
-	LearningRate float64 // Adam step size; default 0.05 (lr), 0.005 (ffnn)
+	Depth        int     // gbt tree depth; default 4
+	Epochs       int     // maximum passes over the data (gbt: boosting rounds); default 30 (gbt 400)
+	LearningRate float64 // Adam step size; default 0.05 (lr), 0.005 (ffnn); gbt's shrinkage, default 0.05
 	BatchSize    int     // rows per gradient step; default 256, capped at len(X)
 	Seed         int64   // drives initialization and the per-epoch shuffle, so a run is reproducible
 	Version      string  // artifact version; required
@@ -31,7 +33,7 @@ type TrainOptions struct {
 	PosWeight float64
 	// ValX and ValY, when set, are a validation set from a window that must not overlap the
 	// test window: training keeps the epoch with the best validation average precision and
-	// stops after Patience epochs (default 3) without improvement.
+	// stops after Patience epochs (default 3; gbt 30 rounds) without improvement.
 	ValX     [][]float64
 	ValY     []float64
 	Patience int
@@ -119,10 +121,19 @@ func Train(X [][]float64, y []float64, opts TrainOptions) (*Artifact, error) {
 		TrainWindow:     opts.TrainWindow,
 		ValidWindow:     opts.ValidWindow,
 	}
-	p := params{mean: mean, std: std}
-	xs := p.standardize(X)
+	var xs []float64
+	if opts.Kind != KindGBT {
+		p := params{mean: mean, std: std}
+		xs = p.standardize(X)
+	}
 
-	a, stats, err := fitAdam(base, xs, y, d, opts)
+	var a *Artifact
+	var stats fitStats
+	if opts.Kind == KindGBT {
+		a, stats, err = fitGBT(base, X, y, opts)
+	} else {
+		a, stats, err = fitAdam(base, xs, y, d, opts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("train %s: %w", opts.Kind, err)
 	}
@@ -167,8 +178,13 @@ func Train(X [][]float64, y []float64, opts TrainOptions) (*Artifact, error) {
 		thY, scores = opts.ValY, vs
 	}
 	a.Thresholds = ThresholdTable(scores, thY, opts.ThresholdDays, CandidateThresholds)
-	if opts.Kind == KindFFNN {
+	switch opts.Kind {
+	case KindFFNN:
 		a.Metrics["hidden"] = float64(opts.Hidden)
+	case KindGBT:
+		a.Metrics["depth"] = float64(opts.Depth)
+		a.Metrics["trees"] = float64(len(a.Trees))
+		delete(a.Metrics, "batch_size")
 	}
 	for k, v := range a.Metrics {
 		if !isFinite(v) {
@@ -185,16 +201,22 @@ func (o TrainOptions) withDefaults() (TrainOptions, error) {
 	if o.Kind == "" {
 		o.Kind = KindLogistic
 	}
-	if o.Kind != KindLogistic && o.Kind != KindFFNN {
-		return o, fmt.Errorf("options: Kind is %q, want %q or %q", o.Kind, KindLogistic, KindFFNN)
+	if o.Kind != KindLogistic && o.Kind != KindFFNN && o.Kind != KindGBT {
+		return o, fmt.Errorf("options: Kind is %q, want %q, %q or %q", o.Kind, KindLogistic, KindFFNN, KindGBT)
 	}
 	if o.Version == "" {
 		return o, errors.New("options: Version is empty")
 	}
-	if o.Epochs < 0 || o.BatchSize < 0 || o.LearningRate < 0 || !isFinite(o.LearningRate) || o.Hidden < 0 ||
+	if o.Epochs < 0 || o.BatchSize < 0 || o.LearningRate < 0 || !isFinite(o.LearningRate) || o.Hidden < 0 || o.Depth < 0 || o.Depth > 16 ||
 		o.PosWeight < 0 || !isFinite(o.PosWeight) || o.Patience < 0 || o.ThresholdDays < 0 {
-		return o, fmt.Errorf("options: Epochs, BatchSize, LearningRate, Hidden, PosWeight, Patience and ThresholdDays must be non-negative and finite, got %d, %d, %v, %d, %v, %d, %d",
-			o.Epochs, o.BatchSize, o.LearningRate, o.Hidden, o.PosWeight, o.Patience, o.ThresholdDays)
+		return o, fmt.Errorf("options: Epochs, BatchSize, LearningRate, Hidden, PosWeight, Patience and ThresholdDays must be non-negative and finite, and Depth in 0..16, got %d, %d, %v, %d, %v, %d, %d, %d",
+			o.Epochs, o.BatchSize, o.LearningRate, o.Hidden, o.PosWeight, o.Patience, o.ThresholdDays, o.Depth)
+	}
+	if o.Kind == KindGBT {
+		o.Epochs = cmp.Or(o.Epochs, defaultGBTRounds)
+		o.LearningRate = cmp.Or(o.LearningRate, defaultGBTRate)
+		o.Depth = cmp.Or(o.Depth, defaultGBTDepth)
+		o.Patience = cmp.Or(o.Patience, defaultGBTPatience)
 	}
 	if o.Epochs == 0 {
 		o.Epochs = defaultEpochs

@@ -47,6 +47,7 @@ type summary struct {
 var handbookRef = map[string]map[string]float64{
 	model.KindLogistic: {"auc": 0.868, "ap": 0.623, "card_precision_at_100": 0.297},
 	model.KindFFNN:     {"auc": 0.876, "ap": 0.675, "card_precision_at_100": 0.303},
+	model.KindGBT:      {"auc": 0.869, "ap": 0.687, "card_precision_at_100": 0.303}, // XGBoost
 }
 
 func cmdEvaluate(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -173,6 +174,7 @@ func hyperFrom(a *model.Artifact) hyper {
 	if a.Hidden != nil {
 		h.hidden = len(a.Hidden.B)
 	}
+	h.depth = int(a.Metrics["depth"])
 	if a.Metrics["pos_weight_auto"] != 1 {
 		h.posWeight = a.Metrics["pos_weight"]
 	}

@@ -36,6 +36,7 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"train", "--data", "d", "--out", "o", "--train-start", "2018-13-01"}, "--train-start"},
 		{[]string{"train", "--kind", "gbm"}, "--kind"},
 		{[]string{"train", "--train-days", "0"}, "--train-days"},
+		{[]string{"train", "--kind", "gbt", "--depth", "17"}, "--depth"},
 		{[]string{"train", "--data", filepath.Join(dir, "absent.csv"), "--out", "o", "--train-start", "2018-04-01"}, "--data"},
 		{[]string{"evaluate", "--data", "d", "--artifact", filepath.Join(dir, "absent.json"), "--test-start", "2018-04-01"}, "--artifact"},
 		{[]string{"evaluate", "--data", "d", "--artifact", "a", "--folds", "0"}, "--folds"},
@@ -58,7 +59,7 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 	}
 }
 
-// TestEndToEnd runs simulate → train (both kinds) → evaluate (with plots and folds) → score
+// TestEndToEnd runs simulate → train (every kind) → evaluate (with plots and folds) → score
 // on a small simulation.
 func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
@@ -66,7 +67,7 @@ func TestEndToEnd(t *testing.T) {
 	if _, _, err := runCLI(t, "simulate", "--out", data, "--customers", "200", "--terminals", "400", "--days", "41", "--seed", "3"); err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{"lr", "ffnn"} {
+	for _, kind := range []string{"lr", "ffnn", "gbt"} {
 		art := filepath.Join(dir, kind+".json")
 		if _, stderr, err := runCLI(t, "train", "--data", data, "--train-start", "2018-04-20", "--kind", kind, "--epochs", "3", "--hidden", "4", "--out", art); err != nil {
 			t.Fatalf("train %s: %v\n%s", kind, err, stderr)
@@ -126,5 +127,11 @@ func TestHyperFromCarriesTrainingSettings(t *testing.T) {
 	a.Metrics["pos_weight_auto"] = 1
 	if got := hyperFrom(a); got.posWeight != 0 {
 		t.Errorf("auto pos weight carried as %v, want 0 (recompute per fold)", got.posWeight)
+	}
+	g := &model.Artifact{Kind: model.KindGBT, TrainWindow: &model.Window{Days: 7},
+		Metrics: map[string]float64{"max_epochs": 300, "patience": 20, "learning_rate": 0.1, "depth": 5, "delay_days": 7, "pos_weight": 1}}
+	wantG := hyper{kind: "gbt", trainDays: 7, delayDays: 7, epochs: 300, depth: 5, patience: 20, learningRate: 0.1, posWeight: 1}
+	if got := hyperFrom(g); got != wantG {
+		t.Errorf("hyperFrom(gbt) = %+v, want %+v", got, wantG)
 	}
 }

@@ -102,7 +102,8 @@ const (
 	legacyInputHash   = "INPUT_HASH"
 )
 
-// Contribution is one feature's share of a linear model's logit.
+// Contribution is one feature's share of the model's logit (lr: weight × standardized value; gbt:
+// the tree paths' changes at its splits).
 type Contribution struct {
 	Name  string
 	Value float64

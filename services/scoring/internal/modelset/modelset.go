@@ -60,18 +60,23 @@ func Load(path, schema string) (*Loaded, error) {
 	return &Loaded{Scorer: m, Artifact: a, Path: path, ModTime: st.ModTime()}, nil
 }
 
-// Contributions are the logistic model's per-feature logit terms, weight × standardized value,
-// computed from the artifact (the vector is in artifact Names order: the schema hash was
-// checked at load). The baseline and non-linear kinds (ffnn) have none: their weights are not
-// per-feature shares of the score.
+// Contributions are the model's per-feature logit terms (model.Artifact.Contributions):
+// weight × standardized value for lr; for gbt, the change of node value at each split on the
+// vector's path, credited to the split's feature. The vector is in artifact Names order (the
+// schema hash was checked at load). The baseline and ffnn have none: a network's weights are
+// not per-feature shares of its score.
 func (l *Loaded) Contributions(values []float64) []decide.Contribution {
 	a := l.Artifact
-	if a == nil || a.Kind != model.KindLogistic || a.Hidden != nil || len(values) != len(a.Weights) || len(a.Names) != len(values) {
+	if a == nil {
+		return nil
+	}
+	logits, ok := a.Contributions(values)
+	if !ok {
 		return nil
 	}
 	out := make([]decide.Contribution, len(values))
 	for j, x := range values {
-		out[j] = decide.Contribution{Name: a.Names[j], Value: x, Logit: a.Weights[j] * ((x - a.Mean[j]) / a.Std[j])}
+		out[j] = decide.Contribution{Name: a.Names[j], Value: x, Logit: logits[j]}
 	}
 	return out
 }

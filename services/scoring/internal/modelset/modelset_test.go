@@ -173,10 +173,44 @@ func TestThresholdAtBudget(t *testing.T) {
 	}
 }
 
+// TestTreeContributions: a gbt's explanation credits each split on the vector's path to its
+// feature, and the terms add up to the score.
+func TestTreeContributions(t *testing.T) {
+	t.Parallel()
+	a := artifact("gbt-1", features.SchemaVersion)
+	a.Kind, a.Weights, a.Bias = model.KindGBT, nil, -3
+	amount, ratio := features.Index("amount"), features.Index("terminal_fraud_ratio_7d")
+	// amount < 220 → (ratio < 0.5 → -1 | 2.5) | 4
+	a.Trees = []model.Tree{{Feature: []int{amount, ratio, -1, -1, -1}, Threshold: []float64{220, 0.5, 0, 0, 0},
+		Left: []int{1, 3, 0, 0, 0}, Right: []int{2, 4, 0, 0, 0}, Value: []float64{0.5, 0, 4, -1, 2.5}}}
+	path := filepath.Join(t.TempDir(), "gbt.json")
+	save(t, a, path)
+	m, err := Load(path, features.SchemaVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float64, len(features.Names))
+	x[amount], x[ratio] = 50, 0.8
+	cs := m.Contributions(x)
+	if len(cs) != len(x) || cs[amount].Logit != -0.5 || cs[ratio].Logit != 2.5 || cs[amount].Value != 50 {
+		t.Fatalf("contributions: amount %+v, ratio %+v", cs[amount], cs[ratio])
+	}
+	s, err := m.Score([][]float64{x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bias + the root's value + Σ terms = -3 + 0.5 - 0.5 + 2.5 = -0.5, the leaf's logit.
+	if want := 1 / (1 + math.Exp(0.5)); math.Abs(s[0]-want) > 1e-12 {
+		t.Fatalf("score %v, want %v", s[0], want)
+	}
+}
+
 func TestNoContributionsForNonLinearKinds(t *testing.T) {
 	t.Parallel()
 	a := artifact("nn", features.SchemaVersion)
 	a.Kind = model.KindFFNN
+	a.Hidden = &model.Layer{W: [][]float64{make([]float64, len(features.Names))}, B: []float64{0}}
+	a.Weights = []float64{1}
 	l := &Loaded{Artifact: a}
 	if l.Contributions(make([]float64, len(features.Names))) != nil {
 		t.Fatal("ffnn weights read as per-feature contributions")
