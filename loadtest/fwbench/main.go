@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -33,16 +34,18 @@ import (
 )
 
 type opts struct {
-	brokers    []string
-	redis      string
-	bin        string
-	n          int
-	partitions int
-	poll       int
-	rate       int
-	paced      time.Duration
-	interval   time.Duration // feature-window's VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL
-	rounds     int
+	brokers        []string
+	redis          string
+	bin            string
+	n              int
+	partitions     int
+	poll           int
+	rate           int
+	paced          time.Duration
+	interval       time.Duration // feature-window's VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL
+	rounds         int
+	profile        string // CPU profile of the service's last throughput round, written here
+	profileSeconds int
 }
 
 func main() {
@@ -55,6 +58,8 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 200, "transactions per second in the latency phase")
 	flag.DurationVar(&o.paced, "paced", 4*time.Second, "length of the latency phase")
 	flag.StringVar(&src, "src", "../services/feature-window", "feature-window source directory to build")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of feature-window's last throughput round to this file (go tool pprof); the round must outlast -profile-seconds")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 3, "length of the -profile CPU profile, from the start of the round")
 	curve := flag.String("commit-intervals", "", "comma-separated Kafka transaction commit intervals (e.g. 0,20ms,100ms): measure feature-window throughput and latency at each instead of the default run")
 	flag.Parse()
 	o.brokers = strings.Split(envOr("VIGIL_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
@@ -111,12 +116,16 @@ func run(ctx context.Context, o opts, src string) error {
 		o.n, o.partitions, o.poll, o.rounds, o.rate, o.paced, strings.Join(o.brokers, ","), o.redis)
 
 	var relays, fws, ratios, rtts []float64
-	for range max(o.rounds, 1) {
-		relayTP, _, err := throughput(ctx, o, "relay")
+	for round := range max(o.rounds, 1) {
+		relayTP, _, err := throughput(ctx, o, "relay", "")
 		if err != nil {
 			return err
 		}
-		fwTP, rtt, err := throughput(ctx, o, "feature-window")
+		profile := ""
+		if round == max(o.rounds, 1)-1 {
+			profile = o.profile
+		}
+		fwTP, rtt, err := throughput(ctx, o, "feature-window", profile)
 		if err != nil {
 			return err
 		}
@@ -157,7 +166,7 @@ func commitCurve(ctx context.Context, o opts, src, list string) error {
 	}
 	defer cleanup()
 	o.bin = bin
-	relayTP, _, err := throughput(ctx, o, "relay")
+	relayTP, _, err := throughput(ctx, o, "relay", "")
 	if err != nil {
 		return err
 	}
@@ -173,7 +182,7 @@ func commitCurve(ctx context.Context, o opts, src, list string) error {
 	var rows []row
 	for _, d := range intervals {
 		o.interval = d
-		tp, _, err := throughput(ctx, o, "feature-window")
+		tp, _, err := throughput(ctx, o, "feature-window", "")
 		if err != nil {
 			return err
 		}
@@ -214,6 +223,7 @@ type stage struct {
 	in, out string
 	stop    func() error
 	metrics string // feature-window's /metrics URL
+	debug   string // feature-window's pprof server
 }
 
 // startStage creates fresh topics and starts the relay (in process) or the service (a process).
@@ -245,6 +255,10 @@ func startStage(ctx context.Context, o opts, mode string, before func(in, out st
 	if err != nil {
 		return nil, err
 	}
+	debugPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(o.bin)
 	cmd.Env = append(os.Environ(),
 		"VIGIL_KAFKA_BROKERS="+strings.Join(o.brokers, ","), "VIGIL_REDIS_ADDR="+o.redis, "VIGIL_REDIS_KEY_PREFIX="+run+":",
@@ -252,12 +266,13 @@ func startStage(ctx context.Context, o opts, mode string, before func(in, out st
 		"VIGIL_TOPIC_DECISIONS="+topics.Decisions, "VIGIL_FEATURE_WINDOW_ADDR="+port,
 		"VIGIL_FEATURE_WINDOW_GROUP="+run, "VIGIL_FEATURE_WINDOW_TRANSACTIONAL_ID="+run+"-0",
 		"VIGIL_FEATURE_WINDOW_MAX_POLL_RECORDS="+strconv.Itoa(o.poll), "VIGIL_LOG_LEVEL=warn",
-		"VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL="+o.interval.String())
+		"VIGIL_FEATURE_WINDOW_COMMIT_INTERVAL="+o.interval.String(), "VIGIL_FEATURE_WINDOW_DEBUG_ADDR="+debugPort)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	st.metrics = "http://" + port + "/metrics"
+	st.debug = "http://" + debugPort
 	st.stop = func() error {
 		_ = cmd.Process.Signal(os.Interrupt)
 		err := cmd.Wait()
@@ -339,7 +354,7 @@ func producer(o opts) (*kgo.Client, error) {
 
 // throughput pre-fills the input topic with o.n transactions, then times the stage from start
 // (session setup included) until all o.n outputs are readable read-committed.
-func throughput(ctx context.Context, o opts, mode string) (float64, float64, error) {
+func throughput(ctx context.Context, o opts, mode, profile string) (float64, float64, error) {
 	// Timed from the first output poll, so the group join and transactional-id set-up, which
 	// differ in nothing that matters here, are left out; the first poll's records are too.
 	var first time.Time
@@ -374,6 +389,12 @@ func throughput(ctx context.Context, o opts, mode string) (float64, float64, err
 	if err != nil {
 		return 0, 0, err
 	}
+	profiled := make(chan error, 1)
+	if profile != "" && st.debug != "" {
+		go func() { profiled <- fetchProfile(ctx, st.debug, profile, o.profileSeconds) }()
+	} else {
+		profiled <- nil
+	}
 	if err := <-done; err != nil {
 		_ = st.stop()
 		return 0, 0, fmt.Errorf("%s: %w", mode, err)
@@ -391,9 +412,43 @@ func throughput(ctx context.Context, o opts, mode string) (float64, float64, err
 	if err := st.stop(); err != nil {
 		return 0, 0, fmt.Errorf("stop %s: %w", mode, err)
 	}
+	if err := <-profiled; err != nil {
+		return 0, 0, fmt.Errorf("profile %s: %w", mode, err)
+	}
 	tp := float64(o.n-firstN) / elapsed.Seconds()
 	fmt.Printf("throughput %-15s %6d tx in %6.2fs: %8.0f tx/s\n", mode, o.n-firstN, elapsed.Seconds(), tp)
 	return tp, rt, nil
+}
+
+// fetchProfile writes the service's CPU profile of the next seconds to path.
+func fetchProfile(ctx context.Context, debug, path string, seconds int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, seconds), nil)
+	if err != nil {
+		return err
+	}
+	// The service is still starting: its debug server may not listen yet.
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err = http.DefaultClient.Do(req); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // fill writes o.n transactions to in.
