@@ -100,11 +100,15 @@ FUZZTIME ?= 10s
 # FuzzIngestAPI's inputs are ten values and whole batch bodies: shrinking each new one for the
 # default 60 s left the workers minimizing for most of a run, so it is bounded by a count.
 FUZZMINIMIZE ?= 2000x
-fuzz: ## run each fuzz target for FUZZTIME (default 10s): ingest's decoder, the ingest and analyst APIs (every OpenAPI operation), account state decoding
+fuzz: ## run each fuzz target for FUZZTIME (default 10s): ingest's decoders, the ingest and analyst APIs (every OpenAPI operation), account state decoding, model artifacts, the decision sink's JSON
 	@go test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./services/ingest/internal/httpapi
+	@go test -run '^$$' -fuzz '^FuzzFastDecodeMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./services/ingest/internal/httpapi
 	@go test -run '^$$' -fuzz '^FuzzIngestAPI$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./services/ingest/internal/httpapi
 	@go test -run '^$$' -fuzz '^FuzzAnalystAPI$$' -fuzztime $(FUZZTIME) ./services/alerting/internal/httpapi
 	@go test -run '^$$' -fuzz '^FuzzAccountCodec$$' -fuzztime $(FUZZTIME) ./models/features
+	@go test -run '^$$' -fuzz '^FuzzDecodeArtifact$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./models/model
+	@go test -run '^$$' -fuzz '^FuzzAppendFloat$$' -fuzztime $(FUZZTIME) ./services/scoring/internal/jsonenc
+	@go test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) ./services/scoring/internal/jsonenc
 
 test-unit: ## fast tests only (no broker, Redis or Postgres)
 	@go test -short -count=1 $(GO_TEST_FLAGS) work

@@ -224,17 +224,26 @@ func Load(path string) (*Artifact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load model artifact %s: %w", path, err)
 	}
+	a, err := decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("load model artifact %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// decode parses and validates an artifact's JSON.
+func decode(data []byte) (*Artifact, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var a Artifact
 	if err := dec.Decode(&a); err != nil {
-		return nil, fmt.Errorf("load model artifact %s: %w: %w", path, ErrInvalidArtifact, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidArtifact, err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("load model artifact %s: %w: trailing data after the JSON object", path, ErrInvalidArtifact)
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidArtifact)
 	}
 	if err := a.Validate(); err != nil {
-		return nil, fmt.Errorf("load model artifact %s: %w", path, err)
+		return nil, err
 	}
 	return &a, nil
 }

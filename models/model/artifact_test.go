@@ -174,3 +174,52 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("error = %v, want os.ErrNotExist", err)
 	}
 }
+
+// FuzzDecodeArtifact: whatever a model file holds, decoding either refuses it with
+// ErrInvalidArtifact or gives a model that scores any finite vector with a probability, and
+// explains it, without a panic or an endless walk (gbt's children must follow their parent).
+func FuzzDecodeArtifact(f *testing.F) {
+	lr := validArtifact()
+	ffnn := validArtifact()
+	ffnn.Kind, ffnn.Weights = KindFFNN, []float64{0.5, -1}
+	ffnn.Hidden = &Layer{W: [][]float64{filled(0.1, 0.01), filled(-0.2, 0.02)}, B: []float64{0, 1}}
+	gbt := validArtifact()
+	gbt.Kind, gbt.Weights = KindGBT, nil
+	gbt.Trees = []Tree{{Feature: []int{0, 3, -1, -1, -1}, Threshold: []float64{220, 1.5, 0, 0, 0},
+		Left: []int{1, 3, 0, 0, 0}, Right: []int{2, 4, 0, 0, 0}, Value: []float64{0, -0.1, 3, -2, 0.4}}}
+	for _, a := range []*Artifact{lr, ffnn, gbt} {
+		data, err := json.Marshal(a)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"kind":"gbt","trees":[{"feature":[0],"threshold":[0],"left":[0],"right":[0],"value":[0]}]}`))
+	n := len(features.Names)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := decode(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidArtifact) {
+				t.Fatalf("error %v is not ErrInvalidArtifact", err)
+			}
+			return
+		}
+		m, err := New(a)
+		if err != nil {
+			t.Fatalf("a valid artifact gave no model: %v", err)
+		}
+		vs := [][]float64{make([]float64, n), filled(1e9, -1e3), filled(-5, 0.5)}
+		scores, err := m.Score(vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range scores {
+			if !(s >= 0 && s <= 1) {
+				t.Fatalf("vector %d scored %v", i, s)
+			}
+			if _, ok := a.Contributions(vs[i]); ok != (a.Kind != KindFFNN) {
+				t.Fatalf("kind %s: contributions ok = %v", a.Kind, ok)
+			}
+		}
+	})
+}
