@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -239,7 +240,8 @@ func decode(data []byte) (*Artifact, error) {
 	if err := dec.Decode(&a); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidArtifact, err)
 	}
-	if dec.More() {
+	// Anything but white space after the object: More alone misses closing brackets.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidArtifact)
 	}
 	if err := a.Validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,30 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// TestDecodeRejectsBracketsAfterTheObject: a valid artifact followed by stray closing brackets
+// (a botched hand edit) is refused like any other trailing data.
+func TestDecodeRejectsBracketsAfterTheObject(t *testing.T) {
+	good, err := json.Marshal(validArtifact())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decode(good); err != nil {
+		t.Fatalf("the valid artifact: %v", err)
+	}
+	for _, tail := range []string{"\n", "]]}", " ]", "\n}", "null"} {
+		_, err := decode(append(slices.Clone(good), tail...))
+		if tail == "\n" {
+			if err != nil {
+				t.Errorf("white space after the object: %v", err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), "trailing data") {
+			t.Errorf("tail %q: %v, want trailing data", tail, err)
+		}
 	}
 }
 

@@ -39,6 +39,9 @@ type Tree struct {
 	Value     []float64 `json:"value"`
 }
 
+// maxTreeValue bounds a node's value in a valid artifact.
+const maxTreeValue = 1e4
+
 // leaf returns the index of the leaf x falls into.
 func (t *Tree) leaf(x []float64) int {
 	i := 0
@@ -67,8 +70,11 @@ func (t *Tree) validate(field string, inputs int) error {
 	}
 	for i, f := range t.Feature {
 		at := func(name string) string { return fmt.Sprintf("%s.%s[%d]", field, name, i) }
-		if !isFinite(t.Value[i]) {
-			return fieldErr(at("value"), fmt.Sprintf("is not finite (%v)", t.Value[i]))
+		// Bounded, so that sums and differences of values (the score, Contributions) stay
+		// finite and exact to rounding: a logit step beyond ±maxTreeValue means nothing to a
+		// probability anyway.
+		if !(math.Abs(t.Value[i]) <= maxTreeValue) {
+			return fieldErr(at("value"), fmt.Sprintf("is %v, want a finite value within ±%v", t.Value[i], float64(maxTreeValue)))
 		}
 		if f < 0 {
 			continue
@@ -238,7 +244,8 @@ func (tg *treeGrower) addNode(sumG, sumH float64) int {
 	t.Threshold = append(t.Threshold, 0)
 	t.Left = append(t.Left, 0)
 	t.Right = append(t.Right, 0)
-	t.Value = append(t.Value, -sumG/(sumH+gbtLambda)*tg.rate)
+	v := -sumG / (sumH + gbtLambda) * tg.rate
+	t.Value = append(t.Value, min(max(v, -maxTreeValue), maxTreeValue)) // binds only with absurd row weights
 	tg.splitBin = append(tg.splitBin, -1)
 	return len(t.Feature) - 1
 }

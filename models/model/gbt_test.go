@@ -174,6 +174,7 @@ func TestValidateRejectsBadTrees(t *testing.T) {
 		{"feature out of range", func(a *Artifact) { a.Trees[0].Feature[0] = len(a.Names) }, `"trees[0].feature[0]"`},
 		{"NaN threshold", func(a *Artifact) { a.Trees[0].Threshold[0] = math.NaN() }, `"trees[0].threshold[0]"`},
 		{"infinite value", func(a *Artifact) { a.Trees[0].Value[1] = math.Inf(1) }, `"trees[0].value[1]"`},
+		{"value beyond the bound", func(a *Artifact) { a.Trees[0].Value[2] = -2e4 }, `"trees[0].value[2]"`},
 		{"weights on gbt", func(a *Artifact) { a.Weights = make([]float64, 3) }, `"weights"`},
 		{"trees on lr", func(a *Artifact) { a.Kind = KindLogistic; a.Weights = make([]float64, len(a.Names)) }, `"trees"`},
 	}
@@ -193,6 +194,13 @@ func TestValidateRejectsBadTrees(t *testing.T) {
 				t.Errorf("New() = %v, want ErrInvalidArtifact", err)
 			}
 		})
+	}
+}
+
+func TestGorgoniaRefusesTrees(t *testing.T) {
+	t.Parallel()
+	if _, err := NewGorgonia(trainGBT(t)); !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), "gbt") {
+		t.Fatalf("NewGorgonia(gbt) = %v, want ErrInvalidArtifact naming gbt", err)
 	}
 }
 

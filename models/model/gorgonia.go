@@ -9,12 +9,15 @@ import (
 
 // NewGorgonia returns a scorer that evaluates sigmoid(XW+b) as a gorgonia
 // graph on a TapeMachine. It is the reference the pure-Go scorer is tested
-// against; it builds a graph per call, so it is slower and not meant for
-// the hot path.
+// against for lr and ffnn (gbt has no graph: ErrInvalidArtifact); it builds a
+// graph per call, so it is slower and not meant for the hot path.
 func NewGorgonia(a *Artifact) (Model, error) {
 	p, err := newParams(a)
 	if err != nil {
 		return nil, err
+	}
+	if a.Kind == KindGBT {
+		return nil, fmt.Errorf("new gorgonia model: %w: kind gbt has no gorgonia graph; use New", ErrInvalidArtifact)
 	}
 	return &gorgoniaLogistic{params: p}, nil
 }

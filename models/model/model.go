@@ -25,9 +25,9 @@ type Model interface {
 // non-finite value); it points at the caller's feature code, not the model.
 var ErrInvalidInput = errors.New("invalid feature vector")
 
-// New returns the pure-Go scorer for a, chosen by a.Kind. It computes the same
-// function as NewGorgonia, without building a graph per call, so it is the one
-// to serve with.
+// New returns the pure-Go scorer for a, chosen by a.Kind. For lr and ffnn it
+// computes the same function as NewGorgonia, without building a graph per call;
+// gbt exists only here. It is the one to serve with.
 func New(a *Artifact) (Model, error) {
 	p, err := newParams(a)
 	if err != nil {

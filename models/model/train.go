@@ -88,7 +88,8 @@ func TrainLogistic(X [][]float64, y []float64, opts TrainOptions) (*Artifact, er
 // 0 legitimate).
 //
 // Features are standardized with the training mean and standard deviation, which are stored
-// in the artifact so serving applies the same transform. The graph minimizes (class-weighted)
+// in the artifact so serving applies the same transform (gbt's trees read the raw values:
+// fitGBT). The graph minimizes (class-weighted)
 // mean binary cross-entropy with gorgonia's Adam solver over shuffled mini-batches. Logistic
 // weights start at zero (the loss is convex); the network's start from a seeded He-uniform
 // draw.
