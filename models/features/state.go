@@ -25,10 +25,16 @@ type tile struct{ I, C, S, A, X int64 }
 // tiles is one window's non-empty tiles in ascending order of index.
 type tiles []tile
 
+// sum adds up the tiles [lo, hi]. It walks from the newest tile back: windows end at the
+// event's tile, which is the newest but for late events, and a window holds at most a few
+// dozen tiles, so the walk beats a binary search.
 func (ts tiles) sum(lo, hi int64) (t tile) {
-	i, _ := slices.BinarySearchFunc(ts, lo, byIndex)
-	for _, x := range ts[i:] {
+	for i := len(ts) - 1; i >= 0; i-- {
+		x := &ts[i]
 		if x.I > hi {
+			continue
+		}
+		if x.I < lo {
 			break
 		}
 		t.C, t.S, t.A, t.X = t.C+x.C, t.S+x.S, t.A+x.A, max(t.X, x.X)
@@ -49,9 +55,19 @@ func byIndex(x tile, i int64) int {
 // add adds d to tile d.I and reports whether a field went from zero (a new tile, or a zero
 // field): the moment older tiles are pruned.
 func (ts *tiles) add(d tile) (created bool) {
-	i, found := slices.BinarySearchFunc(*ts, d.I, byIndex)
-	if !found {
-		*ts = slices.Insert(*ts, i, tile{I: d.I})
+	var i int
+	switch n := len(*ts); {
+	case n == 0 || (*ts)[n-1].I < d.I: // the usual case: a new newest tile
+		*ts = append(*ts, tile{I: d.I})
+		i = n
+	case (*ts)[n-1].I == d.I:
+		i = n - 1
+	default:
+		var found bool
+		i, found = slices.BinarySearchFunc(*ts, d.I, byIndex)
+		if !found {
+			*ts = slices.Insert(*ts, i, tile{I: d.I})
+		}
 	}
 	x := &(*ts)[i]
 	created = x.C == 0 || x.S == 0
