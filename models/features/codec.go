@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // accountCodecVersion is the first byte of an encoded Account; bump it when the layout changes.
@@ -32,9 +33,10 @@ func (a *Account) MarshalBinary() ([]byte, error) {
 	for i := range a.Windows {
 		b = appendTiles(b, a.Windows[i], i == ratioWindow)
 	}
-	for _, r := range []recent{a.Merchants, a.Terminals, a.Countries, a.TxIDs} {
-		b = appendRecent(b, r)
+	for _, r := range []members{a.Merchants, a.Terminals, a.Countries} {
+		b = appendMembers(b, r)
 	}
+	b = appendRecent(b, a.TxIDs)
 	cards := make([]string, 0, len(a.Cards))
 	for k := range a.Cards {
 		cards = append(cards, k)
@@ -67,6 +69,17 @@ func appendTiles(b []byte, ts tiles, withAX bool) []byte {
 			b = binary.AppendVarint(b, t.A)
 			b = binary.AppendVarint(b, t.X)
 		}
+	}
+	return b
+}
+
+// appendMembers writes r as appendRecent writes the same members in a map.
+func appendMembers(b []byte, r members) []byte {
+	sorted := slices.SortedFunc(slices.Values(r), func(x, y member) int { return strings.Compare(x.key, y.key) })
+	b = binary.AppendUvarint(b, uint64(len(sorted)))
+	for _, m := range sorted {
+		b = appendString(b, m.key)
+		b = binary.AppendVarint(b, m.ms)
 	}
 	return b
 }
@@ -155,6 +168,19 @@ func (d *decoder) tiles(withAX, withMQ bool) tiles {
 	return ts
 }
 
+func (d *decoder) members() members {
+	n := d.len()
+	if n == 0 {
+		return nil
+	}
+	r := make(members, n)
+	for i := range r {
+		r[i].key = d.string()
+		r[i].ms = d.varint()
+	}
+	return r
+}
+
 func (d *decoder) recent() recent {
 	n := d.len()
 	if n == 0 {
@@ -180,7 +206,7 @@ func (a *Account) UnmarshalBinary(b []byte) error {
 	for i := range a.Windows {
 		a.Windows[i] = d.tiles(b[0] == accountCodecVersion && i == ratioWindow, b[0] == accountCodecVersionMQ && i == ratioWindow)
 	}
-	a.Merchants, a.Terminals, a.Countries, a.TxIDs = d.recent(), d.recent(), d.recent(), d.recent()
+	a.Merchants, a.Terminals, a.Countries, a.TxIDs = d.members(), d.members(), d.members(), d.recent()
 	if n := d.len(); n > 0 {
 		a.Cards = make(map[string]*[2]tiles, n)
 		for range n {

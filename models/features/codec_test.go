@@ -47,7 +47,7 @@ func TestAccountCodecRoundTrip(t *testing.T) {
 
 func TestAccountCodecRejectsCorruptInput(t *testing.T) {
 	t.Parallel()
-	a := &Account{HasLast: true, Last: 5, Country: "FR", Merchants: recent{"m": 1}, Cards: map[string]*[2]tiles{"c": {{{I: 3, C: 1}}}}}
+	a := &Account{HasLast: true, Last: 5, Country: "FR", Merchants: members{{"m", 1}}, Cards: map[string]*[2]tiles{"c": {{{I: 3, C: 1}}}}}
 	good, _ := a.MarshalBinary()
 	for _, tc := range []struct {
 		name string
@@ -67,7 +67,7 @@ func TestAccountCodecRejectsCorruptInput(t *testing.T) {
 }
 
 func FuzzAccountCodec(f *testing.F) {
-	a := &Account{HasLast: true, Last: 5, Country: "FR", Merchants: recent{"m": 1}}
+	a := &Account{HasLast: true, Last: 5, Country: "FR", Merchants: members{{"m", 1}}}
 	good, _ := a.MarshalBinary()
 	f.Add(good)
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -119,15 +119,54 @@ func (r recent) see(member string, ms, pruneBelow int64) {
 	}
 }
 
+// members is recent for the few members an account sees in a day (merchants, terminals,
+// countries): a slice, whose scans beat a map's lookups and iterations at these sizes.
+type members []member
+
+type member struct {
+	key string
+	ms  int64
+}
+
+// count is the number of members other than exclude last seen after ms.
+func (r members) count(exclude string, after int64) int64 {
+	var n int64
+	for i := range r {
+		if r[i].ms > after && r[i].key != exclude {
+			n++
+		}
+	}
+	return n
+}
+
+// see records key at ms (keeping the newest) and, when key is new, forgets the members last
+// seen before pruneBelow.
+func (r *members) see(key string, ms, pruneBelow int64) {
+	for i := range *r {
+		if m := &(*r)[i]; m.key == key {
+			m.ms = max(m.ms, ms)
+			return
+		}
+	}
+	kept := (*r)[:0]
+	for _, m := range *r {
+		if m.ms >= pruneBelow {
+			kept = append(kept, m)
+		}
+	}
+	clear((*r)[len(kept):]) // no stale strings held past the length
+	*r = append(kept, member{key, ms})
+}
+
 // Account is the window state of one account. The zero value is an account never seen.
 type Account struct {
 	Last      int64 // newest applied event time, Unix ms; valid when HasLast
 	HasLast   bool
 	Country   string // first country seen
 	Windows   [5]tiles
-	Merchants recent
-	Terminals recent
-	Countries recent
+	Merchants members
+	Terminals members
+	Countries members
 	Cards     map[string]*[2]tiles // card token → windows of cardWindows
 	// TxIDs holds the transaction ids applied (or found late) within DedupWindow of the newest
 	// one, at most MaxDedupIDs: a transaction a client sent again (after a 503 whose record was
@@ -391,14 +430,10 @@ func Apply(cfg Config, a *Account, sh Shared, ev Event) (late bool) {
 			a.Windows[i].prune(TileIndex(t.Add(-L), w.tile) - int64(w.n) + 1)
 		}
 	}
-	seeRecent := func(r *recent, member string) {
-		if member == "" {
-			return
+	seeRecent := func(r *members, key string) {
+		if key != "" {
+			r.see(key, ms, ms-(day+L).Milliseconds())
 		}
-		if *r == nil {
-			*r = recent{}
-		}
-		r.see(member, ms, ms-(day+L).Milliseconds())
 	}
 	seeRecent(&a.Merchants, ev.MerchantID)
 	seeRecent(&a.Terminals, ev.TerminalID)
