@@ -115,3 +115,21 @@ func TestAccountCodecReadsVersion2(t *testing.T) {
 		t.Errorf("decoded %+v, want %+v", got, *want)
 	}
 }
+
+// TestMembersEncodeAsRecent: members are written exactly as the map they replaced, so the
+// account states already in Redis still decode and re-encode to the same bytes.
+func TestMembersEncodeAsRecent(t *testing.T) {
+	t.Parallel()
+	m := members{{"m-9", 5}, {"m-10", 7}, {"", 1}, {"a", -3}}
+	r := recent{}
+	for _, x := range m {
+		r[x.key] = x.ms
+	}
+	got, want := appendMembers(nil, m), appendRecent(nil, r)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("members encode as %x, the map as %x", got, want)
+	}
+	if !bytes.Equal(appendMembers(nil, nil), appendRecent(nil, nil)) {
+		t.Fatal("empty members and an empty map encode differently")
+	}
+}
