@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // accountCodecVersion is the first byte of an encoded Account; bump it when the layout changes.
@@ -73,11 +72,11 @@ func appendTiles(b []byte, ts tiles, withAX bool) []byte {
 	return b
 }
 
-// appendMembers writes r as appendRecent writes the same members in a map.
+// appendMembers writes r (in order of key, as members.see keeps it and members decodes it) as
+// appendRecent writes the same members in a map.
 func appendMembers(b []byte, r members) []byte {
-	sorted := slices.SortedFunc(slices.Values(r), func(x, y member) int { return strings.Compare(x.key, y.key) })
-	b = binary.AppendUvarint(b, uint64(len(sorted)))
-	for _, m := range sorted {
+	b = binary.AppendUvarint(b, uint64(len(r)))
+	for _, m := range r {
 		b = appendString(b, m.key)
 		b = binary.AppendVarint(b, m.ms)
 	}

@@ -120,10 +120,11 @@ func TestAccountCodecReadsVersion2(t *testing.T) {
 // account states already in Redis still decode and re-encode to the same bytes.
 func TestMembersEncodeAsRecent(t *testing.T) {
 	t.Parallel()
-	m := members{{"m-9", 5}, {"m-10", 7}, {"", 1}, {"a", -3}}
+	var m members
 	r := recent{}
-	for _, x := range m {
-		r[x.key] = x.ms
+	for _, x := range []member{{"m-9", 5}, {"m-10", 7}, {"", 1}, {"a", -3}, {"m-9", 6}} {
+		m.see(x.key, x.ms, -10)
+		r.see(x.key, x.ms, -10)
 	}
 	got, want := appendMembers(nil, m), appendRecent(nil, r)
 	if !bytes.Equal(got, want) {

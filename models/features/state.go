@@ -3,6 +3,7 @@ package features
 import (
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -120,7 +121,8 @@ func (r recent) see(member string, ms, pruneBelow int64) {
 }
 
 // members is recent for the few members an account sees in a day (merchants, terminals,
-// countries): a slice, whose scans beat a map's lookups and iterations at these sizes.
+// countries): a slice, whose scans beat a map's lookups and iterations at these sizes, kept in
+// order of key, the order they are encoded in.
 type members []member
 
 type member struct {
@@ -155,7 +157,8 @@ func (r *members) see(key string, ms, pruneBelow int64) {
 		}
 	}
 	clear((*r)[len(kept):]) // no stale strings held past the length
-	*r = append(kept, member{key, ms})
+	i, _ := slices.BinarySearchFunc(kept, key, func(m member, k string) int { return strings.Compare(m.key, k) })
+	*r = slices.Insert(kept, i, member{key, ms})
 }
 
 // Account is the window state of one account. The zero value is an account never seen.
