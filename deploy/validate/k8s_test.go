@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -319,6 +320,7 @@ func checkCustomResources(t *testing.T, r rendered) {
 		if _, ok := get(p, "spec", "storage", "type"); !ok {
 			t.Errorf("KafkaNodePool %s: no storage", str(p, "metadata", "name"))
 		}
+		checkBrokerJVM(t, p)
 	}
 	if brokers == 0 || controllers == 0 {
 		t.Errorf("Kafka %s: node pools give %d brokers and %d controllers; need both", cluster, brokers, controllers)
@@ -453,4 +455,31 @@ func num(m map[string]any, path ...string) int {
 func asSlice(v any) []any {
 	s, _ := v.([]any)
 	return s
+}
+
+// checkBrokerJVM: a node pool runs the broker with ZGC and no periodic safepoint, as the local
+// and compose brokers do, on a fixed heap of at most half its memory limit.
+func checkBrokerJVM(t *testing.T, p map[string]any) {
+	t.Helper()
+	name := str(p, "metadata", "name")
+	for opt, want := range map[string]string{"UseZGC": "true", "UnlockDiagnosticVMOptions": "true", "GuaranteedSafepointInterval": "0"} {
+		if got := str(p, "spec", "jvmOptions", "-XX", opt); got != want {
+			t.Errorf("KafkaNodePool %s: jvmOptions -XX %s is %q, want %q", name, opt, got, want)
+		}
+	}
+	xms, xmx := str(p, "spec", "jvmOptions", "-Xms"), str(p, "spec", "jvmOptions", "-Xmx")
+	if xms == "" || xms != xmx {
+		t.Errorf("KafkaNodePool %s: heap -Xms %q / -Xmx %q, want both set and equal", name, xms, xmx)
+		return
+	}
+	// Java's heap units (k, m, g) are binary: the quantity suffixes Ki, Mi, Gi.
+	heap, err := resource.ParseQuantity(strings.ToUpper(xmx) + "i")
+	limit, lerr := resource.ParseQuantity(str(p, "spec", "resources", "limits", "memory"))
+	if err != nil || lerr != nil {
+		t.Errorf("KafkaNodePool %s: heap %q or memory limit unreadable: %v %v", name, xmx, err, lerr)
+		return
+	}
+	if 2*heap.Value() > limit.Value() {
+		t.Errorf("KafkaNodePool %s: heap %s is more than half the memory limit %s (the page cache needs the rest)", name, xmx, limit.String())
+	}
 }
