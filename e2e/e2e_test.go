@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/testinfra"
 )
@@ -34,10 +35,12 @@ const (
 )
 
 type service struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	addr string
+	name    string
+	cmd     *exec.Cmd
+	log     string
+	addr    string
+	exited  chan struct{} // closed when the process has ended; waitErr is then its exit
+	waitErr error
 }
 
 // handedOut remembers every address freeAddr returned: the kernel happily gives a just-closed
@@ -88,11 +91,14 @@ func start(t *testing.T, bin, name, addr string, env []string) *service {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	s := &service{name: name, cmd: cmd, log: logPath, addr: addr}
+	s := &service{name: name, cmd: cmd, log: logPath, addr: addr, exited: make(chan struct{})}
+	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		select {
+		case <-s.exited:
+		default:
 			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+			<-s.exited
 		}
 		f.Close()
 		if t.Failed() {
@@ -109,38 +115,24 @@ func start(t *testing.T, bin, name, addr string, env []string) *service {
 
 func waitReady(t *testing.T, s *service) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if s.cmd.ProcessState != nil {
-			t.Fatalf("%s exited during start-up", s.name)
-		}
-		resp, err := http.Get("http://" + s.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := httpserver.WaitReady(t.Context(), s.addr, 60*time.Second, s.exited); err != nil {
+		t.Fatalf("%s: %v (exit: %v)", s.name, err, s.waitErr)
 	}
-	t.Fatalf("%s not ready at %s within 60s", s.name, s.addr)
 }
 
 // stop sends SIGTERM and requires a clean exit: graceful shutdown is part of the contract.
 func stop(t *testing.T, s *service) {
 	t.Helper()
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("%s exited with %v after SIGTERM", s.name, err)
+	case <-s.exited:
+		if s.waitErr != nil {
+			t.Errorf("%s exited with %v after SIGTERM", s.name, s.waitErr)
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("%s did not stop within 30s of SIGTERM", s.name)
 		_ = s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 }
 

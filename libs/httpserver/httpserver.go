@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -162,4 +163,38 @@ func WriteProblem(w http.ResponseWriter, p Problem) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
+}
+
+// ErrExited is WaitReady's error when the process ended before it was ready.
+var ErrExited = errors.New("exited during start-up")
+
+// WaitReady polls http://addr/readyz every 100 ms until it answers 200 OK, for up to limit.
+// It gives up early when exited is closed (the process ended: ErrExited) or ctx ends. It is
+// how tests and the load harness wait for a service they started.
+func WaitReady(ctx context.Context, addr string, limit time.Duration, exited <-chan struct{}) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(limit)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready at %s within %s", addr, limit)
+		}
+		select {
+		case <-exited:
+			return ErrExited
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -92,4 +95,49 @@ func TestWriteProblem(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Title != "Unprocessable Entity" || p.Errors[0].Field != "amount_minor" {
 		t.Fatalf("problem %+v %v", p, err)
 	}
+}
+
+func TestWaitReady(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ctx := context.Background()
+
+	go func() { time.Sleep(250 * time.Millisecond); ready.Store(true) }()
+	if err := WaitReady(ctx, addr, 10*time.Second, nil); err != nil {
+		t.Fatalf("becomes ready: %v", err)
+	}
+	exited := make(chan struct{})
+	close(exited)
+	if err := WaitReady(ctx, freeAddr(t), 10*time.Second, exited); !errors.Is(err, ErrExited) {
+		t.Fatalf("process gone: %v, want ErrExited", err)
+	}
+	if err := WaitReady(ctx, freeAddr(t), 300*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "within") {
+		t.Fatalf("never ready: %v, want a timeout", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := WaitReady(cctx, freeAddr(t), 10*time.Second, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/vigil-fraud/vigil/libs/httpserver"
 	"github.com/vigil-fraud/vigil/libs/kafka"
 	"github.com/vigil-fraud/vigil/libs/postgres"
 )
@@ -246,49 +246,38 @@ func startService(ctx context.Context, bin, name, addr string, env []string, log
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-done:
-			if err != nil {
-				log.Warn("service exited uncleanly", "service", name, "err", err)
+		case <-exited:
+			if waitErr != nil {
+				log.Warn("service exited uncleanly", "service", name, "err", waitErr)
 			}
 		case <-time.After(30 * time.Second):
 			log.Warn("service did not stop within 30s; killing", "service", name)
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		if f != nil {
 			f.Close()
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				log.Info("service ready", "service", name, "addr", addr, "pid", cmd.Process.Pid)
-				return stop, nil
-			}
+	switch err := httpserver.WaitReady(ctx, addr, 60*time.Second, exited); {
+	case err == nil:
+		log.Info("service ready", "service", name, "addr", addr, "pid", cmd.Process.Pid)
+		return stop, nil
+	case errors.Is(err, httpserver.ErrExited):
+		if f != nil {
+			f.Close()
 		}
-		select {
-		case err := <-done:
-			if f != nil {
-				f.Close()
-			}
-			return nil, fmt.Errorf("%s exited during start-up (%v); see %s.log", name, err, name)
-		case <-ctx.Done():
-			stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return nil, fmt.Errorf("%s exited during start-up (%v); see %s.log", name, waitErr, name)
+	default:
+		stop()
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	stop()
-	return nil, fmt.Errorf("%s not ready at %s within 60s", name, addr)
 }
 
 // FreshDatabase creates and migrates a database named name, so a run never touches shared
