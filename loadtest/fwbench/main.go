@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -121,6 +122,9 @@ func run(ctx context.Context, o opts, src string) error {
 		if err != nil {
 			return err
 		}
+		if math.IsNaN(relayTP) {
+			return fmt.Errorf("the relay's %d transactions were too fast to time: raise -n", o.n)
+		}
 		profile := ""
 		if round == max(o.rounds, 1)-1 {
 			profile = o.profile
@@ -128,6 +132,9 @@ func run(ctx context.Context, o opts, src string) error {
 		fwTP, rtt, err := throughput(ctx, o, "feature-window", profile)
 		if err != nil {
 			return err
+		}
+		if math.IsNaN(fwTP) {
+			return fmt.Errorf("feature-window's %d transactions were too fast to time: raise -n", o.n)
 		}
 		relays, fws, ratios, rtts = append(relays, relayTP), append(fws, fwTP), append(ratios, fwTP/relayTP), append(rtts, rtt)
 	}
@@ -166,38 +173,50 @@ func commitCurve(ctx context.Context, o opts, src, list string) error {
 	}
 	defer cleanup()
 	o.bin = bin
-	relayTP, _, err := throughput(ctx, o, "relay", "")
-	if err != nil {
-		return err
-	}
-	relayLat, err := latency(ctx, o, "relay")
-	if err != nil {
-		return err
-	}
+	// Relay and service at each interval, the relay first: the relay at the same interval is
+	// the like-for-like baseline (a relay committing every poll made long intervals look like
+	// the service outran it).
 	type row struct {
-		d   time.Duration
-		tp  float64
-		lat [2]time.Duration
+		d             time.Duration
+		relayTP, tp   float64
+		relayLat, lat [2]time.Duration
 	}
 	var rows []row
 	for _, d := range intervals {
 		o.interval = d
-		tp, _, err := throughput(ctx, o, "feature-window", "")
-		if err != nil {
+		r := row{d: d}
+		var err error
+		if r.relayTP, _, err = throughput(ctx, o, "relay", ""); err != nil {
 			return err
 		}
-		lat, err := latency(ctx, o, "feature-window")
-		if err != nil {
+		if r.tp, _, err = throughput(ctx, o, "feature-window", ""); err != nil {
 			return err
 		}
-		rows = append(rows, row{d, tp, lat})
+		if r.relayLat, err = latency(ctx, o, "relay"); err != nil {
+			return err
+		}
+		if r.lat, err = latency(ctx, o, "feature-window"); err != nil {
+			return err
+		}
+		rows = append(rows, r)
 	}
-	fmt.Printf("\n| commit interval | tx/s | × relay | p50 ms @ %d tx/s | p99 ms @ %d tx/s |\n|---:|---:|---:|---:|---:|\n", o.rate, o.rate)
-	fmt.Printf("| relay (per poll) | %.0f | 1.00 | %.1f | %.1f |\n", relayTP, ms(relayLat[0]), ms(relayLat[1]))
+	fmt.Printf("\n| commit interval | relay tx/s | feature-window tx/s | × relay | relay p50 / p99 ms @ %d tx/s | feature-window p50 / p99 ms |\n|---:|---:|---:|---:|---|---|\n", o.rate)
 	for _, r := range rows {
-		fmt.Printf("| %s | %.0f | %.2f | %.1f | %.1f |\n", r.d, r.tp, r.tp/relayTP, ms(r.lat[0]), ms(r.lat[1]))
+		fmt.Printf("| %s | %s | %s | %s | %.1f / %.1f | %.1f / %.1f |\n", r.d, rate(r.relayTP), rate(r.tp), rate(r.tp/r.relayTP),
+			ms(r.relayLat[0]), ms(r.relayLat[1]), ms(r.lat[0]), ms(r.lat[1]))
 	}
 	return nil
+}
+
+// rate formats a throughput or ratio, "n/a" when it was not timed.
+func rate(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case v < 10:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
 func median(xs []float64) float64 {
@@ -296,7 +315,9 @@ func freePort() (string, error) {
 }
 
 // relay is the baseline: franz-go's GroupTransactSession with the options of libs/kafka's EOS
-// loop, copying each record to out.
+// loop, copying each record to out. Like the service, it keeps a transaction open across polls
+// until it is o.interval old (0: a transaction per poll), so the two are compared at the same
+// commit interval.
 func relay(ctx context.Context, o opts, run, in, out string) error {
 	sess, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(o.brokers...), kgo.TransactionalID(run+"-relay"), kgo.TransactionTimeout(60*time.Second),
@@ -307,25 +328,39 @@ func relay(ctx context.Context, o opts, run, in, out string) error {
 		return err
 	}
 	defer sess.Close()
+	tctx := context.WithoutCancel(ctx)
+	var began time.Time // zero: no transaction open
+	var promise *kgo.FirstErrPromise
 	for {
-		fetches := sess.PollRecords(ctx, o.poll)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if !began.IsZero() {
+			pctx, cancel = context.WithDeadline(ctx, began.Add(o.interval))
+		}
+		fetches := sess.PollRecords(pctx, o.poll)
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
+			if !began.IsZero() {
+				_, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil))
+				return err
+			}
 			return nil
 		}
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			continue
+		if recs := fetches.Records(); len(recs) > 0 {
+			if began.IsZero() {
+				if err := sess.Begin(); err != nil {
+					return err
+				}
+				began, promise = time.Now(), kgo.AbortingFirstErrPromise(sess.Client())
+			}
+			for _, r := range recs {
+				sess.Produce(tctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers}, promise.Promise())
+			}
 		}
-		if err := sess.Begin(); err != nil {
-			return err
-		}
-		tctx := context.WithoutCancel(ctx)
-		promise := kgo.AbortingFirstErrPromise(sess.Client())
-		for _, r := range recs {
-			sess.Produce(tctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers}, promise.Promise())
-		}
-		if _, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil)); err != nil {
-			return err
+		if !began.IsZero() && time.Since(began) >= o.interval {
+			if _, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil)); err != nil {
+				return err
+			}
+			began = time.Time{}
 		}
 	}
 }
@@ -357,8 +392,8 @@ func producer(o opts) (*kgo.Client, error) {
 func throughput(ctx context.Context, o opts, mode, profile string) (float64, float64, error) {
 	// Timed from the first output poll, so the group join and transactional-id set-up, which
 	// differ in nothing that matters here, are left out; the first poll's records are too.
-	var first time.Time
-	firstN := 0
+	var first, last time.Time
+	firstN, batches := 0, 0
 	done := make(chan error, 1)
 	// Filled before the stage starts, so the stage measures processing, not the producer; the
 	// reader is fetching before it starts too: a reader still starting while a fast stage
@@ -372,6 +407,9 @@ func throughput(ctx context.Context, o opts, mode, profile string) (float64, flo
 			_, err := await(ctx, o, out, o.n, ready, func(_ *kgo.Record, now time.Time) {
 				if first.IsZero() {
 					first = now
+				}
+				if !now.Equal(last) {
+					last, batches = now, batches+1
 				}
 				if now.Equal(first) {
 					firstN++
@@ -416,9 +454,19 @@ func throughput(ctx context.Context, o opts, mode, profile string) (float64, flo
 		return 0, 0, fmt.Errorf("profile %s: %w", mode, err)
 	}
 	tp := float64(o.n-firstN) / elapsed.Seconds()
+	// Output becomes visible a commit at a time: with a few commits (long commit intervals, a
+	// fast stage, a small -n) the rate is the size of a commit over the gap between two, not
+	// a throughput.
+	if batches < minBatches {
+		fmt.Printf("throughput %-15s %6d tx visible in only %d reads: not timed (raise -n)\n", mode, o.n, batches)
+		return math.NaN(), rt, nil
+	}
 	fmt.Printf("throughput %-15s %6d tx in %6.2fs: %8.0f tx/s\n", mode, o.n-firstN, elapsed.Seconds(), tp)
 	return tp, rt, nil
 }
+
+// minBatches is the fewest reads of the output a throughput is timed from.
+const minBatches = 8
 
 // fetchProfile writes the service's CPU profile of the next seconds to path.
 func fetchProfile(ctx context.Context, debug, path string, seconds int) error {
