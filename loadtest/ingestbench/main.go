@@ -458,32 +458,10 @@ func (p profiler) save(ctx context.Context, name, path string) {
 	if p.dir == "" {
 		return
 	}
-	err := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		if err := os.MkdirAll(p.dir, 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(p.dir, name+".pprof"))
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
-	}()
+	err := os.MkdirAll(p.dir, 0o755)
+	if err == nil {
+		err = harness.SaveURL(ctx, http.DefaultClient, "http://"+p.addr+path, filepath.Join(p.dir, name+".pprof"))
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ingestbench: profile %s: %v\n", name, err)
 	}
