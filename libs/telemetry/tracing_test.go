@@ -2,8 +2,10 @@ package telemetry
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 )
@@ -28,7 +30,9 @@ func TestTracingEnabled(t *testing.T) {
 }
 
 func TestSetupTracingOffByDefault(t *testing.T) {
-	// Not parallel: reads the process environment.
+	// Not parallel: reads the process environment and sets the global tracer provider.
+	prev := otel.GetTracerProvider()
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	shutdown, err := SetupTracing(context.Background(), "test")
@@ -37,6 +41,27 @@ func TestSetupTracingOffByDefault(t *testing.T) {
 	}
 	if err := shutdown(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// Off, the service still passes the trace on: a record it produces while handling one
+	// carries the incoming trace.
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	in := &kgo.Record{Topic: "tx.v1", Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte(parent)}}}
+	ctx, span := StartConsumerSpan(context.Background(), "test", in, "process")
+	if span.IsRecording() {
+		t.Error("tracing is off, yet the span records")
+	}
+	out := &kgo.Record{Topic: "features.v1"}
+	_, pspan := StartProducerSpan(ctx, "test", out, "publish")
+	pspan.End()
+	span.End()
+	var got string
+	for _, h := range out.Headers {
+		if h.Key == "traceparent" {
+			got = string(h.Value)
+		}
+	}
+	if !strings.Contains(got, "0af7651916cd43dd8448eb211c80319c") {
+		t.Errorf("outgoing traceparent %q, want the incoming trace 0af7651916cd43dd8448eb211c80319c", got)
 	}
 }
 
