@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // accountCodecVersion is the first byte of an encoded Account; bump it when the layout changes.
@@ -173,9 +174,25 @@ func (d *decoder) members() members {
 		return nil
 	}
 	r := make(members, n)
+	sorted := true
 	for i := range r {
 		r[i].key = d.string()
 		r[i].ms = d.varint()
+		sorted = sorted && (i == 0 || r[i-1].key < r[i].key)
+	}
+	if !sorted {
+		// Never written so (appendMembers writes keys in order, once each): read it as the map
+		// members replaced did, the last of a key winning, so that see's binary search and count
+		// behave as they did on it.
+		slices.SortStableFunc(r, func(x, y member) int { return strings.Compare(x.key, y.key) })
+		kept := r[:0]
+		for i := range r {
+			if i+1 == len(r) || r[i+1].key != r[i].key {
+				kept = append(kept, r[i])
+			}
+		}
+		clear(r[len(kept):])
+		r = kept
 	}
 	return r
 }

@@ -3,6 +3,8 @@ package features
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 )
@@ -132,5 +134,71 @@ func TestMembersEncodeAsRecent(t *testing.T) {
 	}
 	if !bytes.Equal(appendMembers(nil, nil), appendRecent(nil, nil)) {
 		t.Fatal("empty members and an empty map encode differently")
+	}
+}
+
+// TestMembersMatchRecent: members behave as the map they replaced (recent) over random
+// sequences of sightings, late ones and prunes at the boundary included, and encode as it
+// does; a decoded encoding whose keys are out of order or repeated (which no version writes)
+// reads as the map read it, so nothing after it diverges. members stay sorted, and the slots
+// past their length hold no strings.
+func TestMembersMatchRecent(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(11, 11))
+	key := func() string {
+		if rng.IntN(8) == 0 {
+			return ""
+		}
+		return fmt.Sprint("k", rng.IntN(12))
+	}
+	for round := range 500 {
+		var m members
+		r := recent{}
+		if round%2 == 1 { // start from an arbitrary encoding: keys in any order, repeated
+			n := rng.IntN(8)
+			b := binary.AppendUvarint(nil, uint64(n))
+			for range n {
+				b = appendString(b, key())
+				b = binary.AppendVarint(b, rng.Int64N(100))
+			}
+			dm, dr := &decoder{b: b}, &decoder{b: b}
+			m, r = dm.members(), dr.recent()
+			if dm.err != nil || dr.err != nil {
+				t.Fatalf("round %d: decoding %x: %v, %v", round, b, dm.err, dr.err)
+			}
+			if r == nil {
+				r = recent{}
+			}
+		}
+		now := int64(100)
+		for step := range 60 {
+			ms := now + rng.Int64N(20)
+			if rng.IntN(4) == 0 { // late
+				ms = now - rng.Int64N(40)
+			}
+			now = max(now, ms)
+			k, below := key(), ms-25
+			m.see(k, ms, below)
+			r.see(k, ms, below)
+			for i := 1; i < len(m); i++ {
+				if m[i-1].key >= m[i].key {
+					t.Fatalf("round %d step %d: members out of order: %v", round, step, m)
+				}
+			}
+			for _, x := range m[len(m):cap(m)] {
+				if x != (member{}) {
+					t.Fatalf("round %d step %d: %v kept past the length of %v", round, step, x, m)
+				}
+			}
+			for range 4 {
+				ex, after := key(), now-rng.Int64N(50)
+				if got, want := m.count(ex, after), r.count(ex, after); got != want {
+					t.Fatalf("round %d step %d: count(%q, %d) = %d, the map gives %d (%v, %v)", round, step, ex, after, got, want, m, r)
+				}
+			}
+			if got, want := appendMembers(nil, m), appendRecent(nil, r); !bytes.Equal(got, want) {
+				t.Fatalf("round %d step %d: members encode as %x, the map as %x", round, step, got, want)
+			}
+		}
 	}
 }
