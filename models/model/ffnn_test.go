@@ -29,15 +29,7 @@ var trainedFFNN = sync.OnceValues(func() (*Artifact, error) {
 
 func TestTrainFFNNLearnsScenarioOne(t *testing.T) {
 	a := trainFFNN(t)
-	m, err := New(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	Xt, yt := scenarioOne(2000, 23)
-	got, err := Evaluate(m, Xt, yt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := heldOut(t, a, 23)
 	t.Logf("held-out %v; train metrics %v", got, a.Metrics)
 	if got["auc"] < 0.98 {
 		t.Errorf("held-out AUC = %.4f, want >= 0.98", got["auc"])

@@ -26,15 +26,7 @@ var trainedGBT = sync.OnceValues(func() (*Artifact, error) {
 func TestTrainGBTLearnsScenarioOne(t *testing.T) {
 	t.Parallel()
 	a := trainGBT(t)
-	m, err := New(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	Xt, yt := scenarioOne(2000, 23)
-	got, err := Evaluate(m, Xt, yt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := heldOut(t, a, 23)
 	t.Logf("held-out %v; %d trees", got, len(a.Trees))
 	// A threshold is what trees do best: amount > 220 is separated exactly.
 	if got["auc"] < 0.999 {

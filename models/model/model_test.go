@@ -80,6 +80,21 @@ func vec(amount float64, rest ...float64) []float64 {
 	return v
 }
 
+// heldOut is a's Evaluate metrics on 2,000 fresh scenario-one transactions drawn with seed.
+func heldOut(t *testing.T, a *Artifact, seed uint64) map[string]float64 {
+	t.Helper()
+	m, err := New(a)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	X, y := scenarioOne(2000, seed)
+	got, err := Evaluate(m, X, y)
+	if err != nil {
+		t.Fatalf("Evaluate: %v", err)
+	}
+	return got
+}
+
 // trainScenarioOne returns a fresh copy of one trained logistic model, trained once per
 // test binary.
 func trainScenarioOne(t *testing.T) *Artifact {
