@@ -191,8 +191,10 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 		if t != nil { // an open transaction waits for more input only until it is due
 			pctx, cancel = context.WithDeadline(ctx, t.began.Add(e.cfg.CommitInterval))
 		}
+		start := time.Now()
 		fetches := sess.PollRecords(pctx, e.cfg.MaxPollRecords)
 		cancel()
+		e.metrics.poll.Add(time.Since(start).Seconds())
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			if t != nil { // finish what was processed: an abandoned transaction blocks readers
 				return e.end(ctx, sess, t)
@@ -213,12 +215,14 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 				t = &txn{began: time.Now(), ctx: tctx, cancel: tcancel, promise: kgo.AbortingFirstErrPromise(sess.Client())}
 			}
 			tx := t
+			start := time.Now()
 			terr := e.transform(ctx, recs, func(r *kgo.Record) {
 				sess.Produce(tx.ctx, r, tx.promise.Promise())
 				tx.mu.Lock()
 				tx.out = append(tx.out, r)
 				tx.mu.Unlock()
 			})
+			e.metrics.transform.Add(time.Since(start).Seconds())
 			t.in = append(t.in, recs...)
 			if terr != nil {
 				// Abort rewinds the session to the committed offsets: the same input comes again.
@@ -252,7 +256,10 @@ func (e *EOS) runSession(ctx context.Context, sess *kgo.GroupTransactSession) er
 // before the input comes again.
 func (e *EOS) abort(ctx context.Context, sess *kgo.GroupTransactSession, t *txn, pause bool) error {
 	defer t.cancel()
-	if _, err := sess.End(t.ctx, kgo.TryAbort); err != nil {
+	start := time.Now()
+	_, err := sess.End(t.ctx, kgo.TryAbort)
+	e.metrics.end.Add(time.Since(start).Seconds())
+	if err != nil {
 		e.aborted()
 		return fmt.Errorf("abort transaction: %w", err)
 	}
@@ -275,7 +282,9 @@ func (e *EOS) abort(ctx context.Context, sess *kgo.GroupTransactSession, t *txn,
 func (e *EOS) end(ctx context.Context, sess *kgo.GroupTransactSession, t *txn) error {
 	defer t.cancel()
 	produceErr := t.promise.Err()
+	start := time.Now()
 	committed, err := sess.End(t.ctx, kgo.TransactionEndTry(produceErr == nil))
+	e.metrics.end.Add(time.Since(start).Seconds())
 	if err != nil {
 		e.aborted()
 		return fmt.Errorf("end transaction: %w", err)

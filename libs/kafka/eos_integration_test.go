@@ -151,6 +151,7 @@ func TestEOSCopiesExactlyOnceAcrossAbortsAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
+	secondStart := time.Now()
 	go func() { done <- second.Run(ctx2) }()
 	seen := readCommitted(t, brokers, out, n)
 	cancel2()
@@ -160,6 +161,18 @@ func TestEOSCopiesExactlyOnceAcrossAbortsAndRestarts(t *testing.T) {
 	assertExactlyOnce(t, seen, n)
 	if got := testutil.ToFloat64(second.metrics.records); got != float64(second.Stats.Records.Load()) || got == 0 {
 		t.Fatalf("vigil_kafka_records_total = %v, stats say %d", got, second.Stats.Records.Load())
+	}
+	// Every stage of the loop took time, and together no more than the loop ran.
+	var loop float64
+	for stage, c := range map[string]prometheus.Counter{"poll": second.metrics.poll, "transform": second.metrics.transform, "end": second.metrics.end} {
+		v := testutil.ToFloat64(c)
+		if v <= 0 {
+			t.Errorf("vigil_kafka_loop_seconds_total{stage=%q} = %v, want > 0", stage, v)
+		}
+		loop += v
+	}
+	if ran := time.Since(secondStart).Seconds(); loop > ran {
+		t.Errorf("loop stages add up to %.3fs, more than the %.3fs the loop ran", loop, ran)
 	}
 	// The group has consumed everything: the lag collector reports zero on every partition.
 	lag := NewLagCollector(cl, group)

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -238,7 +239,18 @@ func fmtRatios(xs []float64) string {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// loopTimes is where the relay's loop time went, in nanoseconds per stage.
+type loopTimes struct{ poll, transform, end, records atomic.Int64 }
+
+func (l *loopTimes) add(stage *atomic.Int64, since time.Time) { stage.Add(int64(time.Since(since))) }
+
+func (l *loopTimes) String() string {
+	s := func(a *atomic.Int64) float64 { return time.Duration(a.Load()).Seconds() }
+	return split(s(&l.poll), s(&l.transform), s(&l.end), float64(l.records.Load()), "")
+}
+
 type stage struct {
+	relay   *loopTimes // the relay's loop times; nil for the service
 	in, out string
 	stop    func() error
 	metrics string // feature-window's /metrics URL
@@ -266,7 +278,8 @@ func startStage(ctx context.Context, o opts, mode string, before func(in, out st
 	if mode == "relay" {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- relay(rctx, o, run, st.in, st.out) }()
+		st.relay = &loopTimes{}
+		go func() { done <- relay(rctx, o, run, st.in, st.out, st.relay) }()
 		st.stop = func() error { cancel(); return <-done }
 		return st, nil
 	}
@@ -318,7 +331,7 @@ func freePort() (string, error) {
 // loop, copying each record to out. Like the service, it keeps a transaction open across polls
 // until it is o.interval old (0: a transaction per poll), so the two are compared at the same
 // commit interval.
-func relay(ctx context.Context, o opts, run, in, out string) error {
+func relay(ctx context.Context, o opts, run, in, out string, st *loopTimes) error {
 	sess, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(o.brokers...), kgo.TransactionalID(run+"-relay"), kgo.TransactionTimeout(60*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumerGroup(run), kgo.ConsumeTopics(in),
@@ -336,8 +349,10 @@ func relay(ctx context.Context, o opts, run, in, out string) error {
 		if !began.IsZero() {
 			pctx, cancel = context.WithDeadline(ctx, began.Add(o.interval))
 		}
+		start := time.Now()
 		fetches := sess.PollRecords(pctx, o.poll)
 		cancel()
+		st.add(&st.poll, start)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			if !began.IsZero() {
 				_, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil))
@@ -345,6 +360,7 @@ func relay(ctx context.Context, o opts, run, in, out string) error {
 			}
 			return nil
 		}
+		start = time.Now()
 		if recs := fetches.Records(); len(recs) > 0 {
 			if began.IsZero() {
 				if err := sess.Begin(); err != nil {
@@ -355,11 +371,15 @@ func relay(ctx context.Context, o opts, run, in, out string) error {
 			for _, r := range recs {
 				sess.Produce(tctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers}, promise.Promise())
 			}
+			st.records.Add(int64(len(recs)))
 		}
+		st.add(&st.transform, start)
 		if !began.IsZero() && time.Since(began) >= o.interval {
+			start = time.Now()
 			if _, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil)); err != nil {
 				return err
 			}
+			st.add(&st.end, start)
 			began = time.Time{}
 		}
 	}
@@ -438,6 +458,9 @@ func throughput(ctx context.Context, o opts, mode, profile string) (float64, flo
 		return 0, 0, fmt.Errorf("%s: %w", mode, err)
 	}
 	elapsed := time.Since(first)
+	if st.relay != nil {
+		fmt.Printf("           relay loop: %s\n", st.relay)
+	}
 	rt := 0.0
 	if st.metrics != "" {
 		trips, txs, err := scrape(st.metrics)
@@ -549,6 +572,7 @@ func scrape(url string) (trips, txs float64, err error) {
 		"process_cpu_seconds_total": 0, "vigil_kafka_transaction_duration_seconds_sum": 0, "vigil_kafka_transaction_duration_seconds_count": 0,
 		"vigil_redis_call_duration_seconds_sum": 0, "vigil_redis_call_duration_seconds_count": 0,
 	}
+	loop := map[string]float64{} // stage or step → seconds
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -566,6 +590,12 @@ func scrape(url string) (trips, txs float64, err error) {
 		case "vigil_feature_window_transactions_total":
 			txs = v
 		}
+		if stage := label(f[0], "stage"); name == "vigil_kafka_loop_seconds_total" && stage != "" {
+			loop[stage] += v
+		}
+		if step := label(f[0], "step"); name == "vigil_feature_window_transform_seconds_total" && step != "" {
+			loop[step] += v
+		}
 	}
 	if txs == 0 {
 		return 0, 0, errors.New("no transactions_total in " + url)
@@ -575,7 +605,27 @@ func scrape(url string) (trips, txs float64, err error) {
 		1e6*series["process_cpu_seconds_total"]/txs,
 		series["vigil_kafka_transaction_duration_seconds_count"], mean("vigil_kafka_transaction_duration_seconds_sum", "vigil_kafka_transaction_duration_seconds_count"),
 		series["vigil_redis_call_duration_seconds_count"], mean("vigil_redis_call_duration_seconds_sum", "vigil_redis_call_duration_seconds_count"))
+	fmt.Printf("           feature-window loop: %s\n", split(loop["poll"], loop["transform"], loop["end"], txs,
+		fmt.Sprintf(" (decode %.2fs, read %.2fs, compute %.2fs)", loop["decode"], loop["read"], loop["compute"])))
 	return trips, txs, sc.Err()
+}
+
+// label is the value of a label in a Prometheus series name, "" when it has none.
+func label(series, name string) string {
+	_, v, ok := strings.Cut(series, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	return v
+}
+
+// split formats where an EOS loop's time went, for tx transactions: the relay and the
+// service are compared stage by stage.
+func split(poll, transform, end, tx float64, detail string) string {
+	us := func(s float64) float64 { return 1e6 * s / max(tx, 1) }
+	return fmt.Sprintf("poll %.2fs, transform %.2fs%s, end %.2fs = %.1f / %.1f / %.1f µs per tx",
+		poll, transform, detail, end, us(poll), us(transform), us(end))
 }
 
 // latency starts the stage on an empty topic, waits until it answers, then produces at o.rate

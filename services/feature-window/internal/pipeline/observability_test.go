@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
@@ -164,10 +165,25 @@ func TestFeatureFreshness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 1 || mfs[0].GetName() != "vigil_feature_freshness_seconds" {
-		t.Fatalf("metrics %v", mfs)
+	families := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		families[mf.GetName()] = mf
 	}
-	h := mfs[0].GetMetric()[0].GetHistogram()
+	// Each step of the transform is timed.
+	steps := map[string]float64{}
+	for _, m := range families["vigil_feature_window_transform_seconds_total"].GetMetric() {
+		steps[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	for _, step := range []string{"decode", "read", "compute"} {
+		if steps[step] <= 0 {
+			t.Errorf("vigil_feature_window_transform_seconds_total{step=%q} = %v, want > 0 (all: %v)", step, steps[step], steps)
+		}
+	}
+	fresh := families["vigil_feature_freshness_seconds"]
+	if fresh == nil {
+		t.Fatalf("no vigil_feature_freshness_seconds in %v", mfs)
+	}
+	h := fresh.GetMetric()[0].GetHistogram()
 	if h.GetSampleCount() != 3 || h.GetSampleSum() != 1.5+7200 {
 		t.Fatalf("count %d sum %v, want 3 and %v", h.GetSampleCount(), h.GetSampleSum(), 1.5+7200)
 	}

@@ -118,6 +118,7 @@ type Pipeline struct {
 	now       func() time.Time
 	log       *slog.Logger
 	freshness prometheus.Observer
+	steps     steps
 	Stats     Stats
 
 	maxAccounts int
@@ -272,9 +273,25 @@ func WithMetrics(reg prometheus.Registerer) Option {
 			// From a live stream (sub-second) to backfills and late events (hours, days).
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600},
 		})
-		reg.MustRegister(h)
-		p.freshness = h
+		steps := newSteps()
+		reg.MustRegister(h, steps.vec)
+		p.freshness, p.steps = h, steps
 	}
+}
+
+// steps splits a poll's transform into its steps, so the time the EOS loop counts as
+// "transform" shows what it was spent on.
+type steps struct {
+	vec                   *prometheus.CounterVec
+	decode, read, compute prometheus.Counter
+}
+
+func newSteps() steps {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_feature_window_transform_seconds_total",
+		Help: "Time spent per step of transforming a poll: decode (records to events), read (Redis reads of accounts, devices and terminals; partition loads, catch-ups and waits for a checkpoint write included), compute (windows, features, output records).",
+	}, []string{"step"})
+	return steps{vec: vec, decode: vec.WithLabelValues("decode"), read: vec.WithLabelValues("read"), compute: vec.WithLabelValues("compute")}
 }
 
 // WithMaxAccounts bounds the accounts held in memory per partition (default 200,000): beyond
@@ -306,7 +323,7 @@ func WithParallelism(n int) Option { return func(p *Pipeline) { p.workers = max(
 // New returns a pipeline writing to outTopic; read catches partitions up from tx.v1.
 func New(store Store, read Reader, cfg features.Config, outTopic string, now func() time.Time, opts ...Option) *Pipeline {
 	p := &Pipeline{store: store, read: read, cfg: cfg, outTopic: outTopic, now: now,
-		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, parts: map[string]*partition{}, terminals: map[string]*terminalTiles{}, devices: map[string]*deviceAccounts{},
+		log: slog.New(slog.DiscardHandler), freshness: discardObserver{}, steps: newSteps(), parts: map[string]*partition{}, terminals: map[string]*terminalTiles{}, devices: map[string]*deviceAccounts{},
 		deviceTTL: time.Second, terminalTTL: 10 * time.Minute, maxShared: maxCachedShared, maxAccounts: 200_000, workers: runtime.GOMAXPROCS(0), refreshed: make(chan deviceRefresh, 1)}
 	for _, opt := range opts {
 		opt(p)
@@ -481,8 +498,11 @@ func (p *Pipeline) process(ctx context.Context, in []*kgo.Record, emit kafka.Emi
 		p.dropAll()
 		return nil, kafka.ErrRebalanced
 	}
+	start := time.Now()
 	polls := split(in)
 	p.each(len(polls), func(i int) { p.decode(ctx, polls[i]) })
+	p.steps.decode.Add(time.Since(start).Seconds())
+	start = time.Now()
 	// The shared caches are bounded. At the bound they go before this poll's reads are worked
 	// out, so that everything it needs is read: dropped after its read, the terminals and
 	// devices it found cached (and did not read) would have been missing from its features.
@@ -514,6 +534,9 @@ func (p *Pipeline) process(ctx context.Context, in []*kgo.Record, emit kafka.Emi
 	if err != nil {
 		return fail(err)
 	}
+	p.steps.read.Add(time.Since(start).Seconds())
+	start = time.Now()
+	defer func() { p.steps.compute.Add(time.Since(start).Seconds()) }()
 	now := p.now()
 	p.each(len(polls), func(i int) {
 		pl := polls[i]
