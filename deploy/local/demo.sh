@@ -115,6 +115,9 @@ main() {
   export VIGIL_INGEST_ADDR="$INGEST_ADDR" VIGIL_FEATURE_WINDOW_ADDR="$FEATURE_WINDOW_ADDR"
   export VIGIL_SCORING_ADDR="$SCORING_ADDR" VIGIL_ALERTING_ADDR="$ALERTING_ADDR"
   export VIGIL_INGEST_API_KEYS="demo:$VIGIL_DEMO_API_KEY"
+  # Scoring uses the shipped reference model (the Handbook LR, models/artifacts) unless told
+  # otherwise.
+  export VIGIL_SCORING_MODEL_PATH="${VIGIL_SCORING_MODEL_PATH:-$ROOT/models/artifacts/handbook-lr.json}"
   # The four services share this machine with the broker, Redis and Postgres: a quarter of the
   # cpus each, at least 1 (docs/tuning.md: Go's default of every cpu each raised the p99 by half).
   local cpus; cpus="$(nproc)"

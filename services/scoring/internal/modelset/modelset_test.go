@@ -216,3 +216,30 @@ func TestNoContributionsForNonLinearKinds(t *testing.T) {
 		t.Fatal("ffnn weights read as per-feature contributions")
 	}
 }
+
+// TestShippedModel: the reference model the images, the demo and the benchmarks score with
+// (models/artifacts, trained by `make default-model` on the default simulation) loads in this
+// build. It goes stale when the feature schema changes, and then scoring would refuse it at
+// start-up.
+func TestShippedModel(t *testing.T) {
+	t.Parallel()
+	const path = "../../../../models/artifacts/handbook-lr.json"
+	l, err := Load(path, features.SchemaVersion)
+	if err != nil {
+		t.Fatalf("%v\nthe shipped model is stale: run `make default-model` and commit models/artifacts", err)
+	}
+	a := l.Artifact
+	if a.FeatureHash != features.SchemaHash() || a.Kind != "lr" {
+		t.Fatalf("shipped model: kind %q, feature hash %s; want lr and %s: run `make default-model`", a.Kind, a.FeatureHash, features.SchemaHash())
+	}
+	if _, ok := ThresholdAtBudget(a, 100); !ok {
+		t.Errorf("shipped model has no threshold within 100 alerts a day: %+v", a.Thresholds)
+	}
+	scores, err := l.Score([][]float64{make([]float64, len(features.Names))})
+	if err != nil || len(scores) != 1 || !(scores[0] >= 0 && scores[0] <= 1) {
+		t.Fatalf("Score = %v, %v", scores, err)
+	}
+	if c := l.Contributions(make([]float64, len(features.Names))); len(c) != len(features.Names) {
+		t.Errorf("%d contributions, want %d", len(c), len(features.Names))
+	}
+}
