@@ -36,7 +36,6 @@ type Policy struct {
 	TopFeatures int
 }
 
-// DefaultPolicy is what the service runs with unless configured otherwise.
 // ActionName is the action's lower-case name, stored in Postgres (decisions.action) and used as
 // a metric label: approve, review, decline, and for any other value its enum name without
 // ACTION_ ("unspecified", or the number of a value this build does not know).
@@ -52,6 +51,7 @@ func ActionName(a fraudv1.Action) string {
 	return strings.ToLower(strings.TrimPrefix(a.String(), "ACTION_"))
 }
 
+// DefaultPolicy is what the service runs with unless configured otherwise.
 func DefaultPolicy() Policy {
 	return Policy{
 		ReviewThreshold:    0.8,
