@@ -25,6 +25,12 @@ const (
 	KindGBT = "gbt"
 )
 
+// KnownKind reports whether kind is one this package trains and scores: the one list the
+// artifact check, Train's options and the CLI's --kind share.
+func KnownKind(kind string) bool {
+	return kind == KindLogistic || kind == KindFFNN || kind == KindGBT
+}
+
 // ErrInvalidArtifact marks an artifact that is malformed or internally
 // inconsistent; callers can tell it apart from I/O errors with errors.Is.
 var ErrInvalidArtifact = errors.New("invalid model artifact")
@@ -87,7 +93,7 @@ func (a *Artifact) Validate() error {
 	if a.Version == "" {
 		return fieldErr("version", "is empty")
 	}
-	if a.Kind != KindLogistic && a.Kind != KindFFNN && a.Kind != KindGBT {
+	if !KnownKind(a.Kind) {
 		return fieldErr("kind", fmt.Sprintf("is %q, want %q, %q or %q", a.Kind, KindLogistic, KindFFNN, KindGBT))
 	}
 	if a.FeatureSchema == "" {

@@ -202,7 +202,7 @@ func (o TrainOptions) withDefaults() (TrainOptions, error) {
 	if o.Kind == "" {
 		o.Kind = KindLogistic
 	}
-	if o.Kind != KindLogistic && o.Kind != KindFFNN && o.Kind != KindGBT {
+	if !KnownKind(o.Kind) {
 		return o, fmt.Errorf("options: Kind is %q, want %q, %q or %q", o.Kind, KindLogistic, KindFFNN, KindGBT)
 	}
 	if o.Version == "" {

@@ -171,7 +171,7 @@ func cmdTrain(_ context.Context, args []string, stdout, stderr io.Writer) error 
 
 func (h hyper) check() error {
 	switch {
-	case h.kind != model.KindLogistic && h.kind != model.KindFFNN && h.kind != model.KindGBT:
+	case !model.KnownKind(h.kind):
 		return flagErr("kind", "%q is not lr, ffnn or gbt", h.kind)
 	case h.trainDays < 1:
 		return flagErr("train-days", "must be >= 1, got %d", h.trainDays)
