@@ -122,18 +122,13 @@ func Train(X [][]float64, y []float64, opts TrainOptions) (*Artifact, error) {
 		TrainWindow:     opts.TrainWindow,
 		ValidWindow:     opts.ValidWindow,
 	}
-	var xs []float64
-	if opts.Kind != KindGBT {
-		p := params{mean: mean, std: std}
-		xs = p.standardize(X)
-	}
-
 	var a *Artifact
 	var stats fitStats
 	if opts.Kind == KindGBT {
 		a, stats, err = fitGBT(base, X, y, opts)
 	} else {
-		a, stats, err = fitAdam(base, xs, y, d, opts)
+		p := params{mean: mean, std: std}
+		a, stats, err = fitAdam(base, p.standardize(X), y, d, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("train %s: %w", opts.Kind, err)
