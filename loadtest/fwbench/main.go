@@ -242,8 +242,6 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // loopTimes is where the relay's loop time went, in nanoseconds per stage.
 type loopTimes struct{ poll, transform, end, records atomic.Int64 }
 
-func (l *loopTimes) add(stage *atomic.Int64, since time.Time) { stage.Add(int64(time.Since(since))) }
-
 func (l *loopTimes) String() string {
 	s := func(a *atomic.Int64) float64 { return time.Duration(a.Load()).Seconds() }
 	return split(s(&l.poll), s(&l.transform), s(&l.end), float64(l.records.Load()), "")
@@ -352,7 +350,7 @@ func relay(ctx context.Context, o opts, run, in, out string, st *loopTimes) erro
 		start := time.Now()
 		fetches := sess.PollRecords(pctx, o.poll)
 		cancel()
-		st.add(&st.poll, start)
+		st.poll.Add(int64(time.Since(start)))
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			if !began.IsZero() {
 				_, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil))
@@ -373,13 +371,13 @@ func relay(ctx context.Context, o opts, run, in, out string, st *loopTimes) erro
 			}
 			st.records.Add(int64(len(recs)))
 		}
-		st.add(&st.transform, start)
+		st.transform.Add(int64(time.Since(start)))
 		if !began.IsZero() && time.Since(began) >= o.interval {
 			start = time.Now()
 			if _, err := sess.End(tctx, kgo.TransactionEndTry(promise.Err() == nil)); err != nil {
 				return err
 			}
-			st.add(&st.end, start)
+			st.end.Add(int64(time.Since(start)))
 			began = time.Time{}
 		}
 	}

@@ -229,7 +229,7 @@ func TestShippedModel(t *testing.T) {
 		t.Fatalf("%v\nthe shipped model is stale: run `make default-model` and commit models/artifacts", err)
 	}
 	a := l.Artifact
-	if a.FeatureHash != features.SchemaHash() || a.Kind != "lr" {
+	if a.FeatureHash != features.SchemaHash() || a.Kind != model.KindLogistic {
 		t.Fatalf("shipped model: kind %q, feature hash %s; want lr and %s: run `make default-model`", a.Kind, a.FeatureHash, features.SchemaHash())
 	}
 	if _, ok := ThresholdAtBudget(a, 100); !ok {
