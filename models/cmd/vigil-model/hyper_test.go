@@ -16,10 +16,7 @@ import (
 func TestFoldRetrainingReproducesGBT(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	data := filepath.Join(dir, "data.csv")
-	if _, _, err := runCLI(t, "simulate", "--out", data, "--customers", "200", "--terminals", "400", "--days", "41", "--seed", "3"); err != nil {
-		t.Fatal(err)
-	}
+	data := smallSimulation(t, dir)
 	art := filepath.Join(dir, "gbt.json")
 	if _, stderr, err := runCLI(t, "train", "--data", data, "--train-start", "2018-04-20", "--kind", "gbt", "--epochs", "25",
 		"--depth", "3", "--learning-rate", "0.2", "--patience", "4", "--seed", "9", "--out", art); err != nil {

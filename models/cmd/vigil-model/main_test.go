@@ -59,14 +59,22 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 	}
 }
 
-// TestEndToEnd runs simulate → train (every kind) → evaluate (with plots and folds) → score
-// on a small simulation.
-func TestEndToEnd(t *testing.T) {
-	dir := t.TempDir()
+// smallSimulation writes a 41-day simulation of 200 customers (seed 3) to dir/data.csv and
+// returns its path: enough rows for a training window from 2018-04-20 and a validation window.
+func smallSimulation(t *testing.T, dir string) string {
+	t.Helper()
 	data := filepath.Join(dir, "data.csv")
 	if _, _, err := runCLI(t, "simulate", "--out", data, "--customers", "200", "--terminals", "400", "--days", "41", "--seed", "3"); err != nil {
 		t.Fatal(err)
 	}
+	return data
+}
+
+// TestEndToEnd runs simulate → train (every kind) → evaluate (with plots and folds) → score
+// on a small simulation.
+func TestEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	data := smallSimulation(t, dir)
 	for _, kind := range []string{"lr", "ffnn", "gbt"} {
 		art := filepath.Join(dir, kind+".json")
 		if _, stderr, err := runCLI(t, "train", "--data", data, "--train-start", "2018-04-20", "--kind", kind, "--epochs", "3", "--hidden", "4", "--out", art); err != nil {
